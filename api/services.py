@@ -1,0 +1,41 @@
+"""Writes for clients and their API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.utils import timezone
+
+from api.models import ApiKey, Client
+
+KEY_PREFIX = "mh_"
+VISIBLE_CHARS = 8
+
+
+def api_key_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def client_get_or_create(*, name: str) -> Client:
+    client, _ = Client.objects.get_or_create(name=name)
+    return client
+
+
+def api_key_create(*, client: Client, name: str = "") -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret, which is not stored and never shown again."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(
+        client=client,
+        name=name,
+        prefix=secret[: len(KEY_PREFIX) + VISIBLE_CHARS],
+        key_hash=api_key_hash(secret),
+    )
+    return key, secret
+
+
+def api_key_revoke(*, key: ApiKey) -> bool:
+    """Revoke a key; return False if it already was."""
+    return bool(
+        ApiKey.objects.filter(id=key.id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    )

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from deliveries.states import ACTIVE, DeliveryStatus, MessageStatus
+
+
+class Priority(models.TextChoices):
+    HIGH = "high", "high"
+    NORMAL = "normal", "normal"
+    LOW = "low", "low"
+
+
+class Message(models.Model):
+    """One accepted mail: what to send, for whom (its deliveries), and its rolled-up status."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey("api.Client", on_delete=models.PROTECT, related_name="messages")
+    sender = models.CharField(max_length=998, help_text="From: header, e.g. 'Shop <no@shop.test>'")
+    reply_to = models.JSONField(default=list, blank=True)
+    subject = models.CharField(max_length=998, blank=True)
+    text_body = models.TextField(blank=True)
+    html_body = models.TextField(blank=True)
+    headers = models.JSONField(default=dict, blank=True, help_text="Custom headers, name: value")
+    priority = models.CharField(max_length=6, choices=Priority.choices, default=Priority.NORMAL)
+    status = models.CharField(
+        max_length=20, choices=MessageStatus.choices, default=MessageStatus.QUEUED
+    )
+    # One Message-ID for every attempt, so a duplicate delivery is recognisable as one.
+    message_id = models.CharField(max_length=255, help_text="The RFC 5322 Message-ID header")
+    created_at = models.DateTimeField(db_index=True)
+    expires_at = models.DateTimeField(help_text="Deliveries still waiting then are failed.")
+
+    class Meta:
+        indexes = [models.Index(fields=["client", "-created_at"], name="message_client_created")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.subject[:40]!r}"
+
+
+class Delivery(models.Model):
+    """One recipient of one message, and where its delivery stands."""
+
+    class Kind(models.TextChoices):
+        TO = "to", "To"
+        CC = "cc", "Cc"
+        BCC = "bcc", "Bcc"
+
+    Status = DeliveryStatus
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="deliveries")
+    address = models.CharField(max_length=254, help_text="The envelope recipient")
+    name = models.CharField(max_length=200, blank=True, help_text="Display name for headers")
+    kind = models.CharField(max_length=3, choices=Kind.choices, default=Kind.TO)
+    status = models.CharField(max_length=12, choices=DeliveryStatus.choices)
+    attempts = models.PositiveIntegerField(default=0)
+    # While queued: when to publish again if no worker took it. While sending: when the lease
+    # ends. While deferred or scheduled: when it is due. Null once final.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_enhanced_code = models.CharField(max_length=16, blank=True)
+    last_reply = models.TextField(blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        indexes = [
+            # The dispatcher asks "which active rows are due?" every few seconds. A partial index
+            # holds only active rows, so finished mail (nearly all rows) is never read by it.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="delivery_due",
+                condition=Q(status__in=sorted(ACTIVE)),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.status})"
+
+
+class Attempt(models.Model):
+    """One try at delivering to one recipient, written before SMTP is spoken."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "pending"  # SMTP under way (or the worker died during it)
+        DELIVERED = "delivered", "delivered"
+        DEFERRED = "deferred", "deferred"
+        BOUNCED = "bounced", "bounced"
+        FAILED = "failed", "failed"
+        LOST = "lost", "lost"  # the worker's lease expired before it reported
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_set")
+    number = models.PositiveIntegerField()
+    task_id = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    enhanced_code = models.CharField(max_length=16, blank=True)
+    reply = models.TextField(blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.PENDING)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["delivery", "number"], name="attempt_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.delivery_id}: {self.outcome}"

@@ -1,0 +1,246 @@
+"""The SMTP transport: the only module that speaks SMTP.
+
+A transport lives as long as its worker process and keeps one connection open across messages,
+resetting it (RSET) between transactions and reconnecting when the server has dropped it. Every
+message is one SMTP transaction; the transport reports a reply per recipient and never raises
+for anything the network or the server does.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from deliveries.policy import SmtpReply, Stage
+from mailhub.env import SmtpRelay
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str
+    recipients: Sequence[str]
+    content: bytes
+
+
+class Transport(Protocol):
+    def send(self, envelope: Envelope, *, deadline: float) -> dict[str, SmtpReply]:
+        """Send one message; return the reply that decides each recipient's fate.
+
+        ``deadline`` is a ``time.monotonic()`` value after which the attempt is abandoned.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+class _Abort(Exception):
+    """Ends a transaction early with one reply for every recipient still undecided."""
+
+    def __init__(self, reply: SmtpReply, *, drop_connection: bool) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+        self.drop_connection = drop_connection
+
+
+def _decode(text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return " ".join(text.split())[:1000]
+
+
+class SmtpTransport:
+    """Delivers over one reused connection to one relay; STARTTLS, SSL and AUTH from the URL."""
+
+    def __init__(
+        self,
+        relay: SmtpRelay,
+        *,
+        timeout: float,
+        data_timeout: float,
+        helo_name: str | None = None,
+    ) -> None:
+        self.relay = relay
+        self.timeout = timeout
+        self.data_timeout = data_timeout
+        self.helo_name = helo_name
+        self._conn: smtplib.SMTP | None = None
+        self._deadline = 0.0
+
+    # -- public --------------------------------------------------------------------------------
+
+    def send(self, envelope: Envelope, *, deadline: float) -> dict[str, SmtpReply]:
+        self._deadline = deadline
+        replies: dict[str, SmtpReply] = {}
+        try:
+            self._transaction(envelope, replies)
+        except _Abort as abort:
+            if abort.drop_connection:
+                self.close()
+            else:
+                self._reset()
+            for recipient in envelope.recipients:
+                replies.setdefault(recipient, abort.reply)
+        return replies
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except (smtplib.SMTPException, OSError):
+            conn.close()
+
+    # -- one transaction -----------------------------------------------------------------------
+
+    def _transaction(self, envelope: Envelope, replies: dict[str, SmtpReply]) -> None:
+        conn = self._connection()
+        code, text = self._command(Stage.MAIL, lambda: conn.mail(envelope.sender))
+        if code != 250:
+            raise _Abort(SmtpReply(code, _decode(text), Stage.MAIL), drop_connection=code == 421)
+
+        accepted = []
+        for recipient in envelope.recipients:
+            code, text = self._command(Stage.RCPT, lambda r=recipient: conn.rcpt(r))
+            if code == 421:
+                raise _Abort(SmtpReply(code, _decode(text), Stage.RCPT), drop_connection=True)
+            if code in (250, 251):
+                accepted.append(recipient)
+            else:
+                replies[recipient] = SmtpReply(code, _decode(text), Stage.RCPT)
+        if not accepted:
+            self._reset()
+            return
+
+        code, text = self._command(
+            Stage.DATA, lambda: conn.data(envelope.content), timeout=self.data_timeout
+        )
+        reply = SmtpReply(code, _decode(text), Stage.DATA)
+        if code == 421:
+            raise _Abort(reply, drop_connection=True)
+        for recipient in accepted:
+            replies[recipient] = reply
+        if code != 250:
+            self._reset()
+
+    def _command(self, stage: Stage, call, *, timeout: float | None = None) -> tuple[int, bytes]:
+        """Run one SMTP command under the phase timeout, bounded by the attempt's deadline."""
+        assert self._conn is not None
+        self._set_timeout(stage, timeout or self.timeout)
+        try:
+            return call()
+        except smtplib.SMTPServerDisconnected as exc:
+            reply = SmtpReply(
+                None, f"connection lost: {exc or 'server closed the connection'}", stage
+            )
+        except smtplib.SMTPDataError as exc:  # data() raises this for a non-354 reply to DATA
+            return exc.smtp_code, exc.smtp_error
+        except TimeoutError:
+            reply = SmtpReply(None, "timed out waiting for the server", stage)
+        except (smtplib.SMTPException, OSError) as exc:
+            reply = SmtpReply(None, f"{type(exc).__name__}: {exc}", stage)
+        raise _Abort(reply, drop_connection=True)
+
+    def _set_timeout(self, stage: Stage, timeout: float) -> None:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Abort(
+                SmtpReply(None, "attempt deadline passed before the server answered", stage),
+                drop_connection=True,
+            )
+        if self._conn is not None and self._conn.sock is not None:
+            self._conn.sock.settimeout(min(timeout, remaining))
+
+    def _reset(self) -> None:
+        """RSET after a failed transaction; a connection that fails it is dropped."""
+        if self._conn is None:
+            return
+        try:
+            self._conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self.close()
+
+    # -- the connection ------------------------------------------------------------------------
+
+    def _connection(self) -> smtplib.SMTP:
+        if self._conn is not None and self._is_alive(self._conn):
+            return self._conn
+        self.close()
+        self._conn = self._open()
+        return self._conn
+
+    def _is_alive(self, conn: smtplib.SMTP) -> bool:
+        # RSET doubles as the liveness check: servers close idle connections (RFC 5321 allows
+        # it after 5 minutes), and finding out here costs one round trip instead of an attempt.
+        try:
+            self._set_timeout(Stage.CONNECT, self.timeout)
+            code, _ = conn.rset()
+        except _Abort:
+            raise
+        except (smtplib.SMTPException, OSError):
+            return False
+        return code == 250
+
+    def _open(self) -> smtplib.SMTP:
+        relay = self.relay
+        timeout = min(self.timeout, max(self._deadline - time.monotonic(), 0.001))
+        conn: smtplib.SMTP | None = None
+        try:
+            if relay.use_ssl:
+                conn = smtplib.SMTP_SSL(
+                    local_hostname=self.helo_name,
+                    timeout=timeout,
+                    context=ssl.create_default_context(),
+                )
+            else:
+                conn = smtplib.SMTP(local_hostname=self.helo_name, timeout=timeout)
+            code, text = conn.connect(relay.host, relay.port)
+            if code != 220:
+                raise _Abort(SmtpReply(code, _decode(text), Stage.CONNECT), drop_connection=True)
+            self._conn = conn
+            self._handshake(conn)
+        except _Abort:
+            self._discard(conn)
+            raise
+        except smtplib.SMTPResponseException as exc:
+            self._discard(conn)
+            reply = SmtpReply(exc.smtp_code, _decode(exc.smtp_error), Stage.CONNECT)
+            raise _Abort(reply, drop_connection=True) from None
+        except TimeoutError:
+            self._discard(conn)
+            reply = SmtpReply(
+                None, f"timed out connecting to {relay.host}:{relay.port}", Stage.CONNECT
+            )
+            raise _Abort(reply, drop_connection=True) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            self._discard(conn)
+            reply = SmtpReply(
+                None, f"cannot connect to {relay.host}:{relay.port}: {exc}", Stage.CONNECT
+            )
+            raise _Abort(reply, drop_connection=True) from None
+        logger.info("smtp connected to %s", relay)
+        return conn
+
+    def _handshake(self, conn: smtplib.SMTP) -> None:
+        relay = self.relay
+        self._set_timeout(Stage.CONNECT, self.timeout)
+        conn.ehlo_or_helo_if_needed()
+        if relay.starttls:
+            self._set_timeout(Stage.CONNECT, self.timeout)
+            conn.starttls(context=ssl.create_default_context())
+            conn.ehlo()
+        if relay.username:
+            self._set_timeout(Stage.CONNECT, self.timeout)
+            conn.login(relay.username, relay.password)
+
+    def _discard(self, conn: smtplib.SMTP | None) -> None:
+        self._conn = None
+        if conn is not None:
+            conn.close()

@@ -1,0 +1,47 @@
+"""Celery entry points: thin wrappers that pass ids to services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.signals import worker_process_shutdown
+from django.conf import settings
+
+from deliveries.dispatcher import deliveries_dispatch
+from deliveries.services import delivery_send
+from deliveries.smtp import SmtpTransport
+
+_transport: SmtpTransport | None = None
+
+
+def process_transport() -> SmtpTransport:
+    """This worker process's transport; created after the fork, so no socket is shared."""
+    global _transport
+    if _transport is None:
+        _transport = SmtpTransport(
+            settings.MAILHUB_SMTP,
+            timeout=settings.MAILHUB_SMTP_TIMEOUT_SECONDS,
+            data_timeout=settings.MAILHUB_SMTP_DATA_TIMEOUT_SECONDS,
+            helo_name=settings.MAILHUB_SMTP_HELO_NAME,
+        )
+    return _transport
+
+
+@worker_process_shutdown.connect
+def _close_transport(**_: object) -> None:
+    if _transport is not None:
+        _transport.close()
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def deliver_message(self, message_id: str) -> None:
+    delivery_send(
+        message_id=message_id,
+        task_id=self.request.id or "",
+        worker=self.request.hostname or "",
+        transport=process_transport(),
+    )
+
+
+@shared_task(ignore_result=True)
+def dispatch_due() -> None:
+    deliveries_dispatch()

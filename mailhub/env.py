@@ -1,0 +1,145 @@
+"""Typed readers for environment variables.
+
+Only ``mailhub/settings.py`` calls these. Each rejects a missing or malformed value with
+``ImproperlyConfigured`` naming the variable, so a bad deployment fails at start with one line
+instead of at the first mail.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_str(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        raise ImproperlyConfigured(f"{name} is required but not set")
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class SmtpRelay:
+    """Where and how to connect to an SMTP relay, parsed from ``smtp[s]://user:pass@host:port``."""
+
+    host: str
+    port: int
+    use_ssl: bool = False
+    starttls: bool = False
+    username: str = ""
+    password: str = ""
+
+    def __str__(self) -> str:  # never print the password
+        scheme = "smtps" if self.use_ssl else "smtp"
+        user = f"{self.username}@" if self.username else ""
+        tls = "?starttls=1" if self.starttls else ""
+        return f"{scheme}://{user}{self.host}:{self.port}{tls}"
+
+
+def parse_smtp_url(name: str, url: str) -> SmtpRelay:
+    """Parse ``smtp://[user:pass@]host[:port][?starttls=1]`` or ``smtps://...``.
+
+    Default ports: 25 for ``smtp`` (587 when STARTTLS is asked for), 465 for ``smtps``.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not a valid URL ({exc}): {url!r}") from None
+    if parts.scheme not in {"smtp", "smtps"}:
+        raise ImproperlyConfigured(
+            f"{name} must start with smtp:// or smtps://, got {parts.scheme or 'no'} scheme"
+        )
+    if not parts.hostname:
+        raise ImproperlyConfigured(f"{name} has no host: {url!r}")
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    unknown = set(query) - {"starttls"}
+    if unknown:
+        raise ImproperlyConfigured(f"{name} has unknown option(s): {', '.join(sorted(unknown))}")
+    starttls_raw = query.get("starttls", "0").lower()
+    if starttls_raw not in _TRUE | _FALSE:
+        raise ImproperlyConfigured(f"{name}: starttls must be 1 or 0, got {starttls_raw!r}")
+    use_ssl = parts.scheme == "smtps"
+    starttls = starttls_raw in _TRUE
+    if use_ssl and starttls:
+        raise ImproperlyConfigured(f"{name}: smtps:// is already TLS; drop ?starttls=1")
+    default_port = 465 if use_ssl else (587 if starttls else 25)
+    return SmtpRelay(
+        host=parts.hostname,
+        port=port or default_port,
+        use_ssl=use_ssl,
+        starttls=starttls,
+        username=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+    )
+
+
+def parse_database_url(name: str, url: str) -> dict:
+    import dj_database_url
+
+    if not url.startswith(("postgres://", "postgresql://")):
+        raise ImproperlyConfigured(
+            f"{name} must be a postgres:// URL, got {url.split(':', 1)[0]!r}"
+        )
+    try:
+        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not a valid database URL: {exc}") from None
+    if not config.get("NAME"):
+        raise ImproperlyConfigured(f"{name} names no database: {url!r}")
+    return config
+
+
+def parse_broker_url(name: str, url: str) -> str:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in {"amqp", "amqps", "pyamqp"}:
+        raise ImproperlyConfigured(f"{name} must be an amqp:// URL (RabbitMQ), got {url!r}")
+    return url

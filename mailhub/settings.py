@@ -1,0 +1,208 @@
+"""Django settings for Mailhub.
+
+Everything that differs between machines comes from the environment, read through the helpers
+in ``mailhub.env``; a missing or malformed value stops the process at start with one line naming
+the variable. The defaults run a complete local stack: Postgres and RabbitMQ on loopback and the
+embedded capture SMTP server, so nothing leaves the machine until a relay is configured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kombu import Exchange, Queue
+
+from mailhub.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    parse_broker_url,
+    parse_database_url,
+    parse_smtp_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+# The local default only serves loopback stacks; production must set its own.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-local-only-key" if DEBUG else None)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "api",
+    "deliveries",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mailhub.urls"
+WSGI_APPLICATION = "mailhub.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": parse_database_url(
+        "DATABASE_URL",
+        env_str("DATABASE_URL", "postgres://mailhub:mailhub@127.0.0.1:5432/mailhub"),
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+# A message body may be up to MAILHUB_MAX_BODY_BYTES per part; leave room for both parts + JSON.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAILHUB_MAX_REQUEST_BYTES", 4 * 1024 * 1024, minimum=1024)
+
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.authentication.HasClient"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "api.errors.problem_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("MAILHUB_LOG_LEVEL", "INFO")},
+}
+
+# --- Celery on RabbitMQ -------------------------------------------------------------------------
+CELERY_BROKER_URL = parse_broker_url(
+    "CELERY_BROKER_URL", env_str("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+)
+# Lets a test run (or a second stack on one broker) keep its own queues.
+MAILHUB_QUEUE_PREFIX = env_str("MAILHUB_QUEUE_PREFIX", "")
+MAILHUB_QUEUES = {
+    "high": f"{MAILHUB_QUEUE_PREFIX}mail.high",
+    "normal": f"{MAILHUB_QUEUE_PREFIX}mail.normal",
+    "low": f"{MAILHUB_QUEUE_PREFIX}mail.low",
+}
+MAILHUB_DISPATCH_QUEUE = f"{MAILHUB_QUEUE_PREFIX}mailhub.dispatch"
+_exchange = Exchange(f"{MAILHUB_QUEUE_PREFIX}mailhub", type="direct", durable=True)
+CELERY_TASK_QUEUES = [
+    Queue(name, _exchange, routing_key=name, durable=True)
+    for name in [*MAILHUB_QUEUES.values(), MAILHUB_DISPATCH_QUEUE]
+]
+CELERY_TASK_DEFAULT_QUEUE = MAILHUB_QUEUES["normal"]
+CELERY_TASK_DEFAULT_EXCHANGE = _exchange.name
+CELERY_TASK_DEFAULT_ROUTING_KEY = MAILHUB_QUEUES["normal"]
+CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
+# A task is acknowledged only after it ran, and handed back if its worker dies: safe because
+# every task claims its rows in Postgres first and so does nothing when run twice.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("MAILHUB_BROKER_TIMEOUT_SECONDS", 2.0, minimum=0.1)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The API must answer quickly even when RabbitMQ is down: the row is safely `queued` in Postgres
+# and the dispatcher publishes it later, so a publish is tried briefly and then given up.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower shows live tasks
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Delivery policy ----------------------------------------------------------------------------
+MAILHUB_SMTP = parse_smtp_url(
+    "MAILHUB_SMTP_URL", env_str("MAILHUB_SMTP_URL", "smtp://127.0.0.1:2525")
+)
+MAILHUB_SMTP_HELO_NAME = env_str("MAILHUB_SMTP_HELO_NAME", "") or None
+# RFC 5321 4.5.3.2 suggests 5 minutes per command and 10 for the end of DATA, written for
+# store-and-forward between MTAs. Mailhub talks to a relay it chose; a relay that is silent for
+# half a minute is better deferred and retried than allowed to hold a worker (and with it the
+# verification codes queued behind it) for ten.
+MAILHUB_SMTP_TIMEOUT_SECONDS = env_float("MAILHUB_SMTP_TIMEOUT_SECONDS", 30.0, minimum=0.1)
+MAILHUB_SMTP_DATA_TIMEOUT_SECONDS = env_float(
+    "MAILHUB_SMTP_DATA_TIMEOUT_SECONDS", 120.0, minimum=0.1
+)
+# How long a worker owns a claimed delivery. Past it the dispatcher assumes the worker died and
+# takes the delivery back; it must exceed the longest SMTP exchange the timeouts allow.
+MAILHUB_LEASE_SECONDS = env_float("MAILHUB_LEASE_SECONDS", 300.0, minimum=1)
+# Backoff: delay(n) = min(cap, base * factor ** (n - 1)), minus up to `jitter` of itself.
+# 30 s, 1, 2, 4, 8, 15, 15 min: seven retries span about 45 minutes, inside the 1 h lifetime,
+# because a verification code or a password-reset link is worthless after an hour.
+MAILHUB_RETRY_BASE_SECONDS = env_float("MAILHUB_RETRY_BASE_SECONDS", 30.0, minimum=0)
+MAILHUB_RETRY_FACTOR = env_float("MAILHUB_RETRY_FACTOR", 2.0, minimum=1)
+MAILHUB_RETRY_CAP_SECONDS = env_float("MAILHUB_RETRY_CAP_SECONDS", 900.0, minimum=0)
+MAILHUB_RETRY_JITTER = env_float("MAILHUB_RETRY_JITTER", 0.2, minimum=0)
+MAILHUB_MAX_ATTEMPTS = env_int("MAILHUB_MAX_ATTEMPTS", 8, minimum=1)
+MAILHUB_MESSAGE_LIFETIME_SECONDS = env_float("MAILHUB_MESSAGE_LIFETIME_SECONDS", 3600.0, minimum=1)
+# A `queued` row not picked up within this time is published again (its first publish may have
+# been lost with a broker outage). Duplicated tasks are harmless: the claim admits only one.
+MAILHUB_REPUBLISH_AFTER_SECONDS = env_float("MAILHUB_REPUBLISH_AFTER_SECONDS", 60.0, minimum=1)
+MAILHUB_DISPATCH_INTERVAL_SECONDS = env_float("MAILHUB_DISPATCH_INTERVAL_SECONDS", 5.0, minimum=0.1)
+MAILHUB_DISPATCH_BATCH = env_int("MAILHUB_DISPATCH_BATCH", 1000, minimum=1)
+
+# --- Input limits -------------------------------------------------------------------------------
+MAILHUB_MAX_RECIPIENTS = env_int("MAILHUB_MAX_RECIPIENTS", 50, minimum=1)
+MAILHUB_MAX_BODY_BYTES = env_int("MAILHUB_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+MAILHUB_MAX_HEADERS = env_int("MAILHUB_MAX_HEADERS", 50, minimum=0)
+
+# --- Embedded capture server (the default relay) ------------------------------------------------
+MAILHUB_CAPTURE_DIR = Path(env_str("MAILHUB_CAPTURE_DIR", str(BASE_DIR / "var" / "mail")))
+
+CELERY_BEAT_SCHEDULE = {
+    "dispatch-due-deliveries": {
+        "task": "deliveries.tasks.dispatch_due",
+        "schedule": MAILHUB_DISPATCH_INTERVAL_SECONDS,
+        # A tick that waited longer than one interval is stale; the next one does its work.
+        "options": {"queue": MAILHUB_DISPATCH_QUEUE, "expires": MAILHUB_DISPATCH_INTERVAL_SECONDS},
+    },
+}
