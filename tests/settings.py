@@ -1,0 +1,13 @@
+"""Settings for the test run: the real settings, with a test environment set first.
+
+Integration tests start real Celery workers with this same environment, so the queues get a
+prefix of their own: a test run never takes mail from (or gives mail to) a running Mailhub.
+"""
+
+import os
+import uuid
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
+os.environ.setdefault("MAILHUB_QUEUE_PREFIX", f"test-{uuid.uuid4().hex[:8]}.")
+
+from mailhub.settings import *  # noqa: E402, F403
