@@ -10,4 +10,7 @@ import uuid
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
 os.environ.setdefault("MAILHUB_QUEUE_PREFIX", f"test-{uuid.uuid4().hex[:8]}.")
 
-from mailhub.settings import *  # noqa: E402, F403
+from mailhub.settings import *  # noqa: F403
+
+# WhiteNoise warns about a missing STATIC_ROOT on every request; tests serve no static files.
+MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]  # noqa: F405

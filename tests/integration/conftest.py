@@ -1,0 +1,111 @@
+"""The real stack for integration tests: the test database in Postgres, the test queues in
+RabbitMQ, an SMTP sink on loopback, and two Celery worker processes shaped like production's
+(one for `mail.high`, one general that also runs beat, i.e. the dispatcher)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from deliveries.models import Message
+from deliveries.states import MessageStatus
+from tests.support.sink import SmtpSink
+from tests.support.workers import ROOT, WorkerProcess
+
+FINAL_MESSAGE_STATUSES = {
+    MessageStatus.DELIVERED,
+    MessageStatus.PARTIALLY_DELIVERED,
+    MessageStatus.BOUNCED,
+    MessageStatus.FAILED,
+    MessageStatus.CANCELLED,
+    MessageStatus.SUPPRESSED,
+}
+
+# Short enough that retries happen within a test, long enough to be real backoff.
+WORKER_ENV = {
+    "MAILHUB_RETRY_BASE_SECONDS": "0.5",
+    "MAILHUB_RETRY_CAP_SECONDS": "2",
+    "MAILHUB_DISPATCH_INTERVAL_SECONDS": "0.5",
+    "MAILHUB_SMTP_TIMEOUT_SECONDS": "5",
+    "MAILHUB_SMTP_DATA_TIMEOUT_SECONDS": "5",
+    "MAILHUB_LEASE_SECONDS": "30",
+}
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def _delete_test_queues() -> None:
+    from mailhub.celery import app
+
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for queue in settings.CELERY_TASK_QUEUES:
+            queue.bind(channel).delete()
+
+
+@pytest.fixture(scope="session")
+def mail_stack(django_db_setup, django_db_blocker) -> Iterator[SmtpSink]:
+    sink = SmtpSink().start()
+    log_dir = Path(os.environ.get("MAILHUB_TEST_LOG_DIR", ROOT / "var" / "test-logs"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        **WORKER_ENV,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": _database_url(),
+        "MAILHUB_SMTP_URL": sink.url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    queues = settings.MAILHUB_QUEUES
+    workers = [
+        WorkerProcess("high", [queues["high"]], env=env, log_dir=log_dir, concurrency=1),
+        WorkerProcess(
+            "general",
+            [queues["high"], queues["normal"], queues["low"], settings.MAILHUB_DISPATCH_QUEUE],
+            env=env,
+            log_dir=log_dir,
+            concurrency=2,
+            beat=True,
+        ),
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        yield sink
+    finally:
+        for worker in workers:
+            worker.stop()
+        sink.stop()
+        _delete_test_queues()
+
+
+@pytest.fixture
+def sink(mail_stack: SmtpSink, transactional_db) -> SmtpSink:
+    """The SMTP sink, emptied and unscripted; the test's rows are committed for the workers."""
+    mail_stack.reset()
+    return mail_stack
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+
+
+def wait_until_final(message_id, *, timeout: float = 20.0) -> Message:
+    def final() -> bool:
+        return Message.objects.get(id=message_id).status in FINAL_MESSAGE_STATUSES
+
+    wait_until(final, timeout=timeout, what=f"message {message_id} to reach a final status")
+    return Message.objects.get(id=message_id)

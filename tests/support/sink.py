@@ -1,0 +1,145 @@
+"""A real SMTP server on loopback (aiosmtpd) whose replies a test can script.
+
+sink.script_rcpt("ann@example.com", "451 4.3.0 try later")   # next RCPT for ann gets 451
+sink.script_data(DROP)                                         # next DATA: connection dropped
+sink.wait_for(1)                                               # block until 1 message arrived
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+
+from aiosmtpd.controller import Controller
+
+DROP = "drop the connection"
+
+
+@dataclass(frozen=True)
+class Received:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    content: bytes
+
+    @property
+    def parsed(self) -> EmailMessage:
+        return message_from_bytes(self.content, policy=default_policy)
+
+
+class ScriptedHandler:
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self.received: list[Received] = []
+        self.connections = 0
+        self.delay_seconds = 0.0
+        self._rcpt_script: dict[str, deque[str]] = {}
+        self._data_script: deque[str] = deque()
+
+    # -- scripting, from the test's thread -----------------------------------------------------
+
+    def reset(self) -> None:
+        with self._lock:
+            self.received.clear()
+            self.connections = 0
+            self.delay_seconds = 0.0
+            self._rcpt_script.clear()
+            self._data_script.clear()
+
+    def script_rcpt(self, address: str, *replies: str) -> None:
+        with self._lock:
+            self._rcpt_script.setdefault(address.lower(), deque()).extend(replies)
+
+    def script_data(self, *replies: str) -> None:
+        with self._lock:
+            self._data_script.extend(replies)
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self.received) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"the SMTP sink received {len(self.received)} message(s), "
+                        f"expected {count} within {timeout} s"
+                    )
+                self._lock.wait(remaining)
+            return list(self.received)
+
+    def addresses_received(self) -> list[str]:
+        with self._lock:
+            return [rcpt for message in self.received for rcpt in message.rcpt_tos]
+
+    # -- aiosmtpd hooks, on the server's thread ------------------------------------------------
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        with self._lock:
+            self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with self._lock:
+            script = self._rcpt_script.get(address.lower())
+            reply = script.popleft() if script else None
+        if reply is not None and not reply.startswith("2"):
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self._lock:
+            reply = self._data_script.popleft() if self._data_script else None
+            delay = self.delay_seconds
+        if reply == DROP:
+            server.transport.close()
+            return "421 4.4.2 connection dropped by the test"
+        if reply is not None:
+            return reply
+        if delay:
+            await asyncio.sleep(delay)
+        message = Received(
+            mail_from=envelope.mail_from,
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            content=envelope.original_content or b"",
+        )
+        with self._lock:
+            self.received.append(message)
+            self._lock.notify_all()
+        return "250 2.0.0 OK: queued"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SmtpSink:
+    """The server and its handler; ``start()`` binds 127.0.0.1 on a free port."""
+
+    def __init__(self) -> None:
+        self.handler = ScriptedHandler()
+        self.port = free_port()
+        self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def start(self) -> SmtpSink:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def __getattr__(self, name):
+        return getattr(self.handler, name)
