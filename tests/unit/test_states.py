@@ -1,0 +1,121 @@
+"""The delivery state machine and the message status rolled up from it."""
+
+import pytest
+
+from deliveries.states import (
+    FINAL,
+    INITIAL,
+    TRANSITIONS,
+    DeliveryStatus,
+    IllegalTransition,
+    MessageStatus,
+    check_transition,
+    message_status_for,
+    sources_of,
+)
+
+S = DeliveryStatus
+LEGAL = [(source, target) for source, targets in TRANSITIONS.items() for target in targets]
+
+
+@pytest.mark.parametrize(("source", "target"), LEGAL)
+def test_every_move_in_the_table_is_allowed(source, target):
+    check_transition(source, target)
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        (S.DELIVERED, S.SENDING),
+        (S.BOUNCED, S.QUEUED),
+        (S.QUEUED, S.DELIVERED),
+        (S.CANCELLED, S.QUEUED),
+        (S.FAILED, S.SENDING),
+        (S.FAILED, S.DELIVERED),
+        (S.DEFERRED, S.SENDING),
+        (S.SCHEDULED, S.SENDING),
+        (S.SENDING, S.SENDING),
+        (S.SENDING, S.CANCELLED),
+    ],
+)
+def test_an_illegal_move_is_refused(source, target):
+    with pytest.raises(IllegalTransition):
+        check_transition(source, target)
+
+
+@pytest.mark.parametrize("target", list(S))
+def test_a_suppressed_delivery_never_moves(target):
+    with pytest.raises(IllegalTransition):
+        check_transition(S.SUPPRESSED, target)
+
+
+# A failed delivery is final too, but an operator's "retry now" may be allowed to requeue it.
+@pytest.mark.parametrize("source", [S.DELIVERED, S.BOUNCED, S.CANCELLED, S.SUPPRESSED])
+def test_a_final_status_has_no_way_out(source):
+    assert source not in TRANSITIONS
+    for target in S:
+        with pytest.raises(IllegalTransition):
+            check_transition(source, target)
+
+
+def test_the_final_statuses_are_the_ones_no_worker_or_dispatcher_moves_on():
+    assert {S.DELIVERED, S.BOUNCED, S.FAILED, S.CANCELLED, S.SUPPRESSED} == FINAL
+
+
+def test_every_status_is_either_reachable_or_a_starting_one():
+    reachable = {target for targets in TRANSITIONS.values() for target in targets}
+    assert reachable | INITIAL == set(S)
+
+
+def test_only_a_queued_delivery_can_start_sending():
+    assert sources_of(S.SENDING) == [S.QUEUED]
+
+
+def test_a_delivery_can_be_cancelled_until_a_worker_takes_it():
+    assert set(sources_of(S.CANCELLED)) == {S.SCHEDULED, S.QUEUED, S.DEFERRED}
+
+
+@pytest.mark.parametrize("target", [S.SUPPRESSED, S.SCHEDULED])
+def test_asking_how_to_reach_a_status_nothing_reaches_is_an_error(target):
+    with pytest.raises(IllegalTransition):
+        sources_of(target)
+
+
+# -- message_status_for ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        (["sending"], MessageStatus.SENDING),
+        (["delivered", "sending", "bounced"], MessageStatus.SENDING),
+        (["queued", "sending", "deferred"], MessageStatus.SENDING),
+        (["queued", "deferred", "delivered"], MessageStatus.QUEUED),
+        (["deferred", "scheduled"], MessageStatus.DEFERRED),
+        (["delivered"], MessageStatus.DELIVERED),
+        (["delivered", "delivered", "delivered"], MessageStatus.DELIVERED),
+        (["delivered", "bounced"], MessageStatus.PARTIALLY_DELIVERED),
+        (["delivered", "failed", "suppressed"], MessageStatus.PARTIALLY_DELIVERED),
+        (["bounced", "failed"], MessageStatus.BOUNCED),
+        (["failed", "suppressed"], MessageStatus.FAILED),
+        (["suppressed", "cancelled"], MessageStatus.SUPPRESSED),
+        (["cancelled"], MessageStatus.CANCELLED),
+        (["cancelled", "cancelled"], MessageStatus.CANCELLED),
+    ],
+)
+def test_a_message_status_is_rolled_up_from_its_deliveries(statuses, expected):
+    assert message_status_for(statuses) == expected
+
+
+def test_the_rollup_accepts_any_iterable_and_the_enum_itself():
+    assert message_status_for(s for s in (S.DELIVERED, S.DELIVERED)) == MessageStatus.DELIVERED
+
+
+def test_a_message_without_deliveries_has_no_status():
+    with pytest.raises(ValueError):
+        message_status_for([])
+
+
+def test_an_unknown_delivery_status_is_an_error():
+    with pytest.raises(ValueError):
+        message_status_for(["lost"])
