@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -81,6 +83,16 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
         return Response(
             problem(status_code=exc.status, code=exc.code, detail=exc.message, **exc.extra),
             status=exc.status,
+            content_type="application/problem+json",
+        )
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            problem(
+                status_code=413,
+                code="request_too_large",
+                detail=f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+            ),
+            status=413,
             content_type="application/problem+json",
         )
     response = exception_handler(exc, context)

@@ -15,7 +15,7 @@ from django.core.validators import validate_email
 from rest_framework import serializers
 
 from deliveries.models import Attempt, Delivery, Message, Priority
-from deliveries.services import Recipient
+from deliveries.services import MessageDraft, Recipient
 
 _LINE_BREAK = re.compile(r"[\r\n\x00]")
 # RFC 5322 field name: printable US-ASCII except colon.
@@ -181,8 +181,8 @@ class MessageCreateSerializer(serializers.Serializer):
             )
         return attrs
 
-    def service_kwargs(self) -> dict:
-        """The validated message, in the keywords ``deliveries.services.message_accept`` takes."""
+    def to_draft(self) -> MessageDraft:
+        """The validated message, as ``deliveries.services.message_accept`` takes it."""
         data = self.validated_data
         sender: Recipient = data["from"]
         recipients = [
@@ -190,16 +190,16 @@ class MessageCreateSerializer(serializers.Serializer):
             for kind in (Delivery.Kind.TO, Delivery.Kind.CC, Delivery.Kind.BCC)
             for r in data[kind.value]
         ]
-        return {
-            "sender": formataddr((sender.name, sender.address)),
-            "recipients": recipients,
-            "reply_to": [r.address for r in data["reply_to"]],
-            "subject": data["subject"],
-            "text": data.get("text", ""),
-            "html": data.get("html", ""),
-            "headers": data["headers"],
-            "priority": data["priority"],
-        }
+        return MessageDraft(
+            sender=formataddr((sender.name, sender.address)),
+            recipients=recipients,
+            reply_to=[r.address for r in data["reply_to"]],
+            subject=data["subject"],
+            text=data.get("text", ""),
+            html=data.get("html", ""),
+            headers=data["headers"],
+            priority=data["priority"],
+        )
 
 
 class AttemptSerializer(serializers.ModelSerializer):

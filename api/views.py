@@ -16,7 +16,7 @@ class MessageCollection(APIView):
     def post(self, request):
         serializer = MessageCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        message = message_accept(client=request.client, **serializer.service_kwargs())
+        message = message_accept(client=request.client, draft=serializer.to_draft())
         return Response(
             {"id": str(message.id), "status": message.status},
             status=status.HTTP_202_ACCEPTED,

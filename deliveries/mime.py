@@ -8,15 +8,21 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 
-from deliveries.models import Delivery, Message
+from deliveries.models import Attachment, Delivery, Message
 
 
 def _display(name: str, address: str) -> str:
     return formataddr((name, address)) if name else address
 
 
-def build_mime(message: Message, deliveries: Iterable[Delivery]) -> bytes:
-    """The message as it goes on the wire. Bcc recipients get the mail but are not in a header."""
+def build_mime(
+    message: Message, deliveries: Iterable[Delivery], attachments: Iterable[Attachment] = ()
+) -> bytes:
+    """The message as it goes on the wire. Bcc recipients get the mail but are not in a header.
+
+    Built once per message and sent to all its recipients in one transaction.
+    """
+    deliveries = list(deliveries)
     mime = EmailMessage(policy=SMTP)
     mime["From"] = message.sender
     to = [_display(d.name, d.address) for d in deliveries if d.kind == Delivery.Kind.TO]
@@ -30,8 +36,6 @@ def build_mime(message: Message, deliveries: Iterable[Delivery]) -> bytes:
     mime["Subject"] = message.subject
     mime["Date"] = format_datetime(message.created_at)
     mime["Message-ID"] = message.message_id
-    for name, value in message.headers.items():
-        mime[name] = value
     if message.text_body and message.html_body:
         mime.set_content(message.text_body)
         mime.add_alternative(message.html_body, subtype="html")
@@ -39,7 +43,35 @@ def build_mime(message: Message, deliveries: Iterable[Delivery]) -> bytes:
         mime.set_content(message.html_body, subtype="html")
     else:
         mime.set_content(message.text_body)
+    _attach(mime, list(attachments))
+    # Custom headers last: set_content() drops any Content-* header set before it.
+    for name, value in message.headers.items():
+        mime[name] = value
     return mime.as_bytes()
+
+
+def _attach(mime: EmailMessage, attachments: list[Attachment]) -> None:
+    inline = [a for a in attachments if a.content_id]
+    regular = [a for a in attachments if not a.content_id]
+    if inline:
+        # Inline parts belong next to the HTML, in a multipart/related around it.
+        html_part = mime.get_body(("html",))
+        target = html_part if html_part is not None else mime
+        for part in inline:
+            maintype, subtype = part.content_type.split("/", 1)
+            target.add_related(
+                bytes(part.content),
+                maintype=maintype,
+                subtype=subtype,
+                cid=f"<{part.content_id}>",
+                filename=part.filename,
+                disposition="inline",
+            )
+    for part in regular:
+        maintype, subtype = part.content_type.split("/", 1)
+        mime.add_attachment(
+            bytes(part.content), maintype=maintype, subtype=subtype, filename=part.filename
+        )
 
 
 def make_message_id(*, unique: str, sender_address: str) -> str:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import Q
 
@@ -29,13 +31,20 @@ class Message(models.Model):
     status = models.CharField(
         max_length=20, choices=MessageStatus.choices, default=MessageStatus.QUEUED
     )
+    tags = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    template_name = models.CharField(max_length=100, blank=True, help_text="Rendered from")
     # One Message-ID for every attempt, so a duplicate delivery is recognisable as one.
     message_id = models.CharField(max_length=255, help_text="The RFC 5322 Message-ID header")
     created_at = models.DateTimeField(db_index=True)
+    send_at = models.DateTimeField(null=True, blank=True, help_text="Held until then")
     expires_at = models.DateTimeField(help_text="Deliveries still waiting then are failed.")
 
     class Meta:
-        indexes = [models.Index(fields=["client", "-created_at"], name="message_client_created")]
+        indexes = [
+            models.Index(fields=["client", "-created_at"], name="message_client_created"),
+            GinIndex(fields=["tags"], name="message_tags"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} {self.subject[:40]!r}"
@@ -111,3 +120,94 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.delivery_id}: {self.outcome}"
+
+
+class Attachment(models.Model):
+    """A file sent with a message; with a ``content_id`` it is an inline part the HTML can show."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
+    filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=127)
+    content = models.BinaryField()
+    content_id = models.CharField(max_length=255, blank=True)
+    size = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.size} bytes)"
+
+
+class Suppression(models.Model):
+    """An address a client's mail is never sent to (hard bounce, complaint, or by hand)."""
+
+    class Reason(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce", "hard bounce"
+        MANUAL = "manual", "added by hand"
+        COMPLAINT = "complaint", "complaint"
+        UNSUBSCRIBE = "unsubscribe", "unsubscribed"
+
+    client = models.ForeignKey("api.Client", on_delete=models.CASCADE, related_name="suppressions")
+    address = models.CharField(max_length=254, help_text="Stored lower-cased")
+    reason = models.CharField(max_length=20, choices=Reason.choices, default=Reason.MANUAL)
+    detail = models.TextField(blank=True, help_text="e.g. the SMTP reply that bounced")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client", "address"], name="suppression_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.reason})"
+
+
+class Template(models.Model):
+    """Subject, text and HTML in Django template syntax, rendered at accept time."""
+
+    client = models.ForeignKey("api.Client", on_delete=models.CASCADE, related_name="templates")
+    name = models.SlugField(max_length=100)
+    subject = models.TextField(blank=True)
+    text = models.TextField(blank=True)
+    html = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["client", "name"], name="template_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Event(models.Model):
+    """One change of a delivery's fate, written in the transaction that made the change."""
+
+    class Type(models.TextChoices):
+        ACCEPTED = "accepted", "accepted"
+        SCHEDULED = "scheduled", "scheduled"
+        DELIVERED = "delivered", "delivered"
+        DEFERRED = "deferred", "deferred"
+        BOUNCED = "bounced", "bounced"
+        FAILED = "failed", "failed"
+        SUPPRESSED = "suppressed", "suppressed"
+        CANCELLED = "cancelled", "cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey("api.Client", on_delete=models.CASCADE, related_name="events")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=12, choices=Type.choices)
+    recipient = models.CharField(max_length=254)
+    attempt = models.PositiveIntegerField(default=0)
+    smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    enhanced_code = models.CharField(max_length=16, blank=True)
+    reply = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["client", "created_at"], name="event_client_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.recipient}"

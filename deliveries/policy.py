@@ -70,6 +70,17 @@ def classify(reply: SmtpReply) -> ReplyClass:
     return ReplyClass.TEMPORARY
 
 
+def is_hard_bounce(reply: SmtpReply) -> bool:
+    """A permanent failure that is about the address itself, so it should be suppressed.
+
+    A 5xx to RCPT refuses the recipient; after DATA only an RFC 3463 "5.1.x" (address status)
+    says the same. A 5xx to MAIL FROM, or a content rejection, says nothing about the recipient.
+    """
+    if classify(reply) is not ReplyClass.PERMANENT:
+        return False
+    return reply.stage is Stage.RCPT or reply.enhanced_code.startswith("5.1.")
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     base_seconds: float

@@ -8,6 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
 from uuid import UUID
@@ -19,11 +20,19 @@ from django.utils import timezone
 from api.models import Client
 from deliveries import conf
 from deliveries.mime import build_mime, make_message_id
-from deliveries.models import Attempt, Delivery, Message
-from deliveries.policy import Decision, ReplyClass, SmtpReply, Stage, classify, decide
+from deliveries.models import Attachment, Attempt, Delivery, Event, Message, Suppression
+from deliveries.policy import (
+    Decision,
+    ReplyClass,
+    SmtpReply,
+    Stage,
+    classify,
+    decide,
+    is_hard_bounce,
+)
 from deliveries.publisher import messages_publish
 from deliveries.smtp import Envelope, Transport
-from deliveries.states import DeliveryStatus, MessageStatus, message_status_for, sources_of
+from deliveries.states import DeliveryStatus, message_status_for, sources_of
 
 logger = logging.getLogger(__name__)
 S = DeliveryStatus
@@ -31,21 +40,66 @@ S = DeliveryStatus
 
 # -- the state machine's only writer ---------------------------------------------------------
 
+#: The event a move to each status emits. Moves to `sending`, and back to `queued` for a retry,
+#: are internal and emit none.
+EVENT_FOR_STATUS: dict[DeliveryStatus, str] = {
+    S.SCHEDULED: Event.Type.SCHEDULED,
+    S.DELIVERED: Event.Type.DELIVERED,
+    S.DEFERRED: Event.Type.DEFERRED,
+    S.BOUNCED: Event.Type.BOUNCED,
+    S.FAILED: Event.Type.FAILED,
+    S.SUPPRESSED: Event.Type.SUPPRESSED,
+    S.CANCELLED: Event.Type.CANCELLED,
+}
+
 
 def deliveries_transition(
     *, delivery_ids: Collection[int], to: DeliveryStatus, where: Q | None = None, **fields: Any
 ) -> int:
     """Move deliveries to ``to`` from any status allowed to reach it; return how many moved.
 
-    The conditional UPDATE is also the claim: a row another process already moved is skipped,
-    so callers compare the count with what they asked for instead of reading first.
+    The status condition is also the claim: a row another process already moved is skipped,
+    so callers compare the count with what they asked for instead of reading first. Each move
+    that clients care about writes its ``Event`` in the same transaction.
     """
     if "status" in fields:
         raise TypeError("pass the new status as `to`")
+    now = timezone.now()
     queryset = Delivery.objects.filter(id__in=delivery_ids, status__in=sources_of(to))
     if where is not None:
         queryset = queryset.filter(where)
-    return queryset.update(status=to, updated_at=timezone.now(), **fields)
+    event_type = EVENT_FOR_STATUS.get(to)
+    if event_type is None:
+        return queryset.update(status=to, updated_at=now, **fields)
+    with transaction.atomic():
+        # Lock, then update exactly the locked rows: the events then name the rows that moved.
+        rows = list(
+            queryset.select_for_update(of=("self",)).values_list(
+                "id", "message_id", "message__client_id", "address", "attempts"
+            )
+        )
+        if not rows:
+            return 0
+        Delivery.objects.filter(id__in=[row[0] for row in rows]).update(
+            status=to, updated_at=now, **fields
+        )
+        Event.objects.bulk_create(
+            Event(
+                client_id=client_id,
+                message_id=message_id,
+                delivery_id=delivery_id,
+                type=event_type,
+                recipient=address,
+                attempt=attempts,
+                smtp_code=fields.get("last_code"),
+                enhanced_code=fields.get("last_enhanced_code", ""),
+                reply=fields.get("last_reply", ""),
+                next_attempt_at=fields.get("next_attempt_at"),
+                created_at=now,
+            )
+            for delivery_id, message_id, client_id, address, attempts in rows
+        )
+    return len(rows)
 
 
 def delivery_transition(
@@ -88,67 +142,206 @@ class Recipient:
     kind: str = Delivery.Kind.TO
 
 
-def message_accept(
-    *,
-    client: Client,
-    sender: str,
-    recipients: Sequence[Recipient],
-    subject: str = "",
-    text: str = "",
-    html: str = "",
-    reply_to: Sequence[str] = (),
-    headers: Mapping[str, str] | None = None,
-    priority: str = "normal",
-) -> Message:
-    """Store a message and one delivery per distinct recipient, then publish it after commit.
+@dataclass(frozen=True)
+class AttachmentDraft:
+    filename: str
+    content_type: str
+    content: bytes
+    content_id: str = ""  # set for an inline part the HTML refers to as cid:...
 
-    Input must already be validated (``api.serializers``). A recipient named twice (say in To and
-    Bcc) gets one delivery, under the first kind it was named with.
+
+@dataclass(frozen=True)
+class MessageDraft:
+    """A validated message, as ``api.serializers`` (or the email backend) hands it over."""
+
+    sender: str
+    recipients: Sequence[Recipient]
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+    reply_to: Sequence[str] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+    priority: str = "normal"
+    send_at: datetime | None = None
+    tags: Sequence[str] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    attachments: Sequence[AttachmentDraft] = ()
+    template_name: str = ""
+
+
+def message_accept(*, client: Client, draft: MessageDraft) -> Message:
+    """Accept one message; see ``messages_accept``."""
+    return messages_accept(client=client, drafts=[draft])[0]
+
+
+def messages_accept(*, client: Client, drafts: Sequence[MessageDraft]) -> list[Message]:
+    """Store messages, one delivery per distinct recipient and their events, in ONE transaction;
+    publish the ones due now after commit.
+
+    Input must already be validated. A recipient named twice (say in To and Bcc) gets one
+    delivery, under the first kind it was named with. A suppressed address gets a delivery in
+    `suppressed` and is never sent to. A message with a future ``send_at`` waits `scheduled`.
     """
     now = timezone.now()
+    suppressed = _suppressed_addresses(client=client, drafts=drafts)
+    messages: list[Message] = []
+    deliveries: list[Delivery] = []
+    attachments: list[Attachment] = []
+    for draft in drafts:
+        message = _new_message(client=client, draft=draft, now=now)
+        messages.append(message)
+        deliveries.extend(_new_deliveries(message=message, draft=draft, suppressed=suppressed))
+        attachments.extend(
+            Attachment(
+                message=message,
+                filename=part.filename,
+                content_type=part.content_type,
+                content=part.content,
+                content_id=part.content_id,
+                size=len(part.content),
+            )
+            for part in draft.attachments
+        )
+    by_message: dict[UUID, list[str]] = defaultdict(list)
+    for delivery in deliveries:
+        by_message[delivery.message_id].append(delivery.status)
+    for message in messages:
+        message.status = message_status_for(by_message[message.id])
+    due_now = [(m.id, m.priority) for m in messages if S.QUEUED in by_message[m.id]]
+    with transaction.atomic():
+        Message.objects.bulk_create(messages)
+        Delivery.objects.bulk_create(deliveries)
+        Attachment.objects.bulk_create(attachments)
+        Event.objects.bulk_create(_acceptance_event(d, client, now) for d in deliveries)
+        if due_now:
+            # After commit, so a worker never looks for a row that is not there yet. If the
+            # publish fails the rows stay `queued` and the dispatcher publishes them later.
+            transaction.on_commit(lambda: messages_publish(messages=due_now), robust=True)
+    return messages
+
+
+_ACCEPTANCE_EVENT = {
+    S.QUEUED: Event.Type.ACCEPTED,
+    S.SCHEDULED: Event.Type.SCHEDULED,
+    S.SUPPRESSED: Event.Type.SUPPRESSED,
+}
+
+
+def _acceptance_event(delivery: Delivery, client: Client, now: datetime) -> Event:
+    return Event(
+        client=client,
+        message_id=delivery.message_id,
+        delivery=delivery,
+        type=_ACCEPTANCE_EVENT[delivery.status],
+        recipient=delivery.address,
+        reply=delivery.last_reply,
+        next_attempt_at=delivery.next_attempt_at if delivery.status == S.SCHEDULED else None,
+        created_at=now,
+    )
+
+
+def _suppressed_addresses(*, client: Client, drafts: Sequence[MessageDraft]) -> dict[str, str]:
+    addresses = {r.address.lower() for draft in drafts for r in draft.recipients}
+    return dict(
+        Suppression.objects.filter(client=client, address__in=addresses).values_list(
+            "address", "reason"
+        )
+    )
+
+
+def _new_message(*, client: Client, draft: MessageDraft, now: datetime) -> Message:
     message_uuid = uuid.uuid4()
-    message = Message(
+    starts_at = draft.send_at if draft.send_at and draft.send_at > now else now
+    return Message(
         id=message_uuid,
         client=client,
-        sender=sender,
-        reply_to=list(reply_to),
-        subject=subject,
-        text_body=text,
-        html_body=html,
-        headers=dict(headers or {}),
-        priority=priority,
-        status=MessageStatus.QUEUED,
-        message_id=make_message_id(unique=message_uuid.hex, sender_address=parseaddr(sender)[1]),
+        sender=draft.sender,
+        reply_to=list(draft.reply_to),
+        subject=draft.subject,
+        text_body=draft.text,
+        html_body=draft.html,
+        headers=dict(draft.headers),
+        priority=draft.priority,
+        tags=list(draft.tags),
+        metadata=dict(draft.metadata),
+        template_name=draft.template_name,
+        message_id=make_message_id(
+            unique=message_uuid.hex, sender_address=parseaddr(draft.sender)[1]
+        ),
         created_at=now,
-        expires_at=now + conf.message_lifetime(),
+        send_at=draft.send_at,
+        # The lifetime runs from when the message may first be sent.
+        expires_at=starts_at + conf.message_lifetime(),
     )
+
+
+def _new_deliveries(
+    *, message: Message, draft: MessageDraft, suppressed: Mapping[str, str]
+) -> list[Delivery]:
+    now = message.created_at
+    scheduled = message.send_at is not None and message.send_at > now
     seen: set[str] = set()
     deliveries = []
-    for recipient in recipients:
+    for recipient in draft.recipients:
         key = recipient.address.lower()
         if key in seen:
             continue
         seen.add(key)
-        deliveries.append(
-            Delivery(
-                message=message,
-                address=recipient.address,
-                name=recipient.name,
-                kind=recipient.kind,
-                status=S.QUEUED,
-                next_attempt_at=now + conf.republish_after(),
-                updated_at=now,
-            )
+        delivery = Delivery(
+            message=message,
+            address=recipient.address,
+            name=recipient.name,
+            kind=recipient.kind,
+            updated_at=now,
         )
+        if key in suppressed:
+            delivery.status = S.SUPPRESSED
+            delivery.last_reply = f"address is on the suppression list ({suppressed[key]})"
+        elif scheduled:
+            delivery.status = S.SCHEDULED
+            delivery.next_attempt_at = message.send_at
+        else:
+            delivery.status = S.QUEUED
+            delivery.next_attempt_at = now + conf.republish_after()
+        deliveries.append(delivery)
+    return deliveries
+
+
+def suppression_add(*, client_id: int, address: str, reason: str, detail: str = "") -> bool:
+    """Suppress an address for a client; return False if it already was (first reason kept)."""
+    _, created = Suppression.objects.get_or_create(
+        client_id=client_id,
+        address=address.lower(),
+        defaults={"reason": reason, "detail": detail[:1000]},
+    )
+    return created
+
+
+def message_cancel(*, message: Message) -> list[str]:
+    """Cancel every delivery of the message not yet sent; return the addresses cancelled.
+
+    A delivery being sent right now is not cancelled: its SMTP transaction may already be done.
+    """
     with transaction.atomic():
-        message.save(force_insert=True)
-        Delivery.objects.bulk_create(deliveries)
-        # After commit, so a worker never looks for a row that is not there yet. If the publish
-        # fails the row stays `queued` and the dispatcher publishes it later.
-        transaction.on_commit(
-            lambda: messages_publish(messages=[(message.id, message.priority)]), robust=True
+        pending = list(
+            Delivery.objects.filter(
+                message=message, status__in=[S.SCHEDULED, S.QUEUED, S.DEFERRED]
+            ).values_list("id", "address")
         )
-    return message
+        moved = deliveries_transition(
+            delivery_ids=[delivery_id for delivery_id, _ in pending],
+            to=S.CANCELLED,
+            next_attempt_at=None,
+            last_reply="cancelled at the client's request",
+        )
+        if not moved:
+            return []
+        messages_refresh_status(message_ids=[message.id])
+        return list(
+            Delivery.objects.filter(
+                id__in=[delivery_id for delivery_id, _ in pending], status=S.CANCELLED
+            ).values_list("address", flat=True)
+        )
 
 
 # -- delivering ------------------------------------------------------------------------------
@@ -257,6 +450,13 @@ def attempts_record(
                 last_reply=_reply_text(reply, decision),
                 delivered_at=now if decision.status == S.DELIVERED else None,
             )
+            if decision.status == S.BOUNCED and is_hard_bounce(reply):
+                suppression_add(
+                    client_id=claim.message.client_id,
+                    address=delivery.address,
+                    reason=Suppression.Reason.HARD_BOUNCE,
+                    detail=str(reply),
+                )
             attempt = claim.attempts[delivery.id]
             attempt.outcome = _OUTCOME_FOR[decision.status]
             attempt.smtp_code = reply.code
@@ -287,7 +487,7 @@ def delivery_send(
     claim = deliveries_claim(message_id=message_id, task_id=task_id, worker=worker)
     if claim is None:
         return None
-    content = build_mime(claim.message, claim.recipients)
+    content = build_mime(claim.message, claim.recipients, claim.message.attachments.all())
     envelope = Envelope(
         sender=parseaddr(claim.message.sender)[1],
         recipients=[delivery.address for delivery in claim.claimed],

@@ -36,10 +36,12 @@ TRANSITIONS: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
     S.QUEUED: frozenset({S.SENDING, S.CANCELLED, S.FAILED}),
     S.SENDING: frozenset({S.DELIVERED, S.DEFERRED, S.BOUNCED, S.FAILED}),
     S.DEFERRED: frozenset({S.QUEUED, S.FAILED, S.CANCELLED}),
+    # Only an operator's "retry now" moves a failed delivery (it gave up, the fault is fixed).
+    S.FAILED: frozenset({S.QUEUED}),
 }
 
 #: Statuses that will change again without anyone asking; the dispatcher's index covers these.
-ACTIVE = frozenset(TRANSITIONS)
+ACTIVE = frozenset({S.SCHEDULED, S.QUEUED, S.SENDING, S.DEFERRED})
 FINAL = frozenset(S) - ACTIVE
 
 

@@ -7,6 +7,7 @@ instead of at the first mail.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -57,6 +58,8 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
         value = float(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"{name} must be a finite number, got {raw!r}")
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
     return value
@@ -100,12 +103,14 @@ def parse_smtp_url(name: str, url: str) -> SmtpRelay:
         )
     if not parts.hostname:
         raise ImproperlyConfigured(f"{name} has no host: {url!r}")
-    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    query = {
+        key: values[-1] for key, values in parse_qs(parts.query, keep_blank_values=True).items()
+    }
     unknown = set(query) - {"starttls"}
     if unknown:
         raise ImproperlyConfigured(f"{name} has unknown option(s): {', '.join(sorted(unknown))}")
     starttls_raw = query.get("starttls", "0").lower()
-    if starttls_raw not in _TRUE | _FALSE:
+    if starttls_raw not in (_TRUE | _FALSE) - {""}:
         raise ImproperlyConfigured(f"{name}: starttls must be 1 or 0, got {starttls_raw!r}")
     use_ssl = parts.scheme == "smtps"
     starttls = starttls_raw in _TRUE

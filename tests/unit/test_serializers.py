@@ -46,20 +46,20 @@ def test_a_valid_message_becomes_the_services_keywords_with_recipients_in_order(
             priority="high",
         )
     )
-    kwargs = serializer.service_kwargs()
-    assert kwargs["recipients"] == [
+    draft = serializer.to_draft()
+    assert draft.recipients == [
         Recipient(address="ann@example.com", name="Ann", kind=Delivery.Kind.TO),
         Recipient(address="bob@example.com", name="", kind=Delivery.Kind.TO),
         Recipient(address="cy@example.com", name="Young, Cy", kind=Delivery.Kind.CC),
         Recipient(address="dee@example.com", name="", kind=Delivery.Kind.BCC),
     ]
-    assert kwargs["sender"] == "Shop <no-reply@shop.test>"
-    assert kwargs["reply_to"] == ["help@shop.test"]
-    assert kwargs["subject"] == "Your code is 123456"
-    assert kwargs["text"] == "Your verification code is 123456."
-    assert kwargs["html"] == "<p>Your code is 123456.</p>"
-    assert kwargs["headers"] == {"X-Campaign": "signup"}
-    assert kwargs["priority"] == "high"
+    assert draft.sender == "Shop <no-reply@shop.test>"
+    assert draft.reply_to == ["help@shop.test"]
+    assert draft.subject == "Your code is 123456"
+    assert draft.text == "Your verification code is 123456."
+    assert draft.html == "<p>Your code is 123456.</p>"
+    assert draft.headers == {"X-Campaign": "signup"}
+    assert draft.priority == "high"
 
 
 def test_recipients_are_ordered_to_then_cc_then_bcc_whatever_the_payload_order():
@@ -70,34 +70,34 @@ def test_recipients_are_ordered_to_then_cc_then_bcc_whatever_the_payload_order()
         "from": "s@shop.test",
         "text": "x",
     }
-    kinds = [(r.kind, r.address) for r in validated(payload).service_kwargs()["recipients"]]
+    kinds = [(r.kind, r.address) for r in validated(payload).to_draft().recipients]
     assert kinds == [("to", "t@example.com"), ("cc", "c@example.com"), ("bcc", "b@example.com")]
 
 
 def test_a_sender_without_a_display_name_stays_a_bare_address():
-    kwargs = validated(message_payload(**{"from": "no-reply@shop.test"})).service_kwargs()
-    assert kwargs["sender"] == "no-reply@shop.test"
+    draft = validated(message_payload(**{"from": "no-reply@shop.test"})).to_draft()
+    assert draft.sender == "no-reply@shop.test"
 
 
 def test_a_sender_display_name_with_a_comma_is_quoted():
     payload = message_payload(**{"from": '"Shop, Inc." <no-reply@shop.test>'})
-    assert validated(payload).service_kwargs()["sender"] == '"Shop, Inc." <no-reply@shop.test>'
+    assert validated(payload).to_draft().sender == '"Shop, Inc." <no-reply@shop.test>'
 
 
 def test_optional_fields_get_their_defaults():
     payload = {"from": "s@shop.test", "bcc": ["ann@example.com"], "html": "<p>hi</p>"}
-    kwargs = validated(payload).service_kwargs()
-    assert kwargs["subject"] == ""
-    assert kwargs["text"] == ""
-    assert kwargs["headers"] == {}
-    assert kwargs["reply_to"] == []
-    assert kwargs["priority"] == "normal"
+    draft = validated(payload).to_draft()
+    assert draft.subject == ""
+    assert draft.text == ""
+    assert draft.headers == {}
+    assert draft.reply_to == []
+    assert draft.priority == "normal"
 
 
 def test_leading_and_trailing_whitespace_of_the_subject_and_body_is_kept():
-    kwargs = validated(message_payload(subject="  spaced  ", text="\n  code\n")).service_kwargs()
-    assert kwargs["subject"] == "  spaced  "
-    assert kwargs["text"] == "\n  code\n"
+    draft = validated(message_payload(subject="  spaced  ", text="\n  code\n")).to_draft()
+    assert draft.subject == "  spaced  "
+    assert draft.text == "\n  code\n"
 
 
 # -- refusals: each on the right field, with the right code ------------------------------------
