@@ -203,10 +203,16 @@ class Event(models.Model):
     reply = models.TextField(blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
+    # Set once the webhook fan-out has handed the event to every endpoint that wants it. A flag,
+    # not a high-water mark: ids and times are not in commit order, a flag misses nothing.
+    fanned_out = models.BooleanField(default=False)
 
     class Meta:
         indexes = [
             models.Index(fields=["client", "created_at"], name="event_client_created"),
+            models.Index(
+                fields=["created_at"], name="event_fanout_due", condition=Q(fanned_out=False)
+            ),
         ]
 
     def __str__(self) -> str:
