@@ -78,6 +78,19 @@ def field_errors(detail: Any, path: str = "") -> list[dict]:
     ]
 
 
+def validation_problem(detail: Any, *, status_code: int = 400) -> dict:
+    """The problem for DRF validation errors (also used per item of a batch)."""
+    errors = field_errors(detail)
+    return problem(
+        status_code=status_code,
+        code="validation_error",
+        detail="; ".join(
+            f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors
+        ),
+        errors=errors,
+    )
+
+
 def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, MailhubError):
         return Response(
@@ -99,15 +112,7 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        errors = field_errors(exc.detail)
-        body = problem(
-            status_code=response.status_code,
-            code="validation_error",
-            detail="; ".join(
-                f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors
-            ),
-            errors=errors,
-        )
+        body = validation_problem(exc.detail, status_code=response.status_code)
     else:
         detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
         code = detail.code if isinstance(detail, exceptions.ErrorDetail) else "error"

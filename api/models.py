@@ -27,6 +27,11 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests per minute; empty: MAILHUB_API_RATE_LIMIT_PER_MINUTE.",
+    )
 
     class Meta:
         verbose_name = "API key"
@@ -37,3 +42,31 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class IdempotencyRecord(models.Model):
+    """The answer given to a request sent with an ``Idempotency-Key`` header, kept for replays.
+
+    The row is inserted in the same transaction as whatever the request creates, before it is
+    created. A concurrent request with the same key blocks on the unique index until that
+    transaction ends, then finds the row and replays its answer: one key, one effect.
+    """
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    # SHA-256 of method, path and the canonical JSON body: the same key with another request is
+    # refused instead of answered with an unrelated stored response.
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
+    response_headers = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True, help_text="May be purged after this.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client", "key"], name="idempotency_unique_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.client_id})"

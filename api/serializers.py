@@ -1,21 +1,45 @@
 """Validation of what clients send, and the shape of what they get back.
 
 Everything that reaches a header is checked here for CR/LF (header injection) before any row is
-written; ``email.policy.SMTP`` refuses them again when the MIME is built.
+written; ``email.policy.SMTP`` refuses them again when the MIME is built. Every limit (sizes,
+counts, schedule horizon) is checked here, before anything is stored. A template is rendered
+here too, so that a bad context is a 400 now instead of a failure in a worker later.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
+from collections.abc import Callable, Iterable
+from datetime import timedelta
 from email.utils import formataddr, getaddresses
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from deliveries.models import Attempt, Delivery, Message, Priority
-from deliveries.services import MessageDraft, Recipient
+from api.errors import validation_problem
+from api.models import Client
+from deliveries.models import (
+    Attachment,
+    Attempt,
+    Delivery,
+    Event,
+    Message,
+    Priority,
+    Suppression,
+    Template,
+)
+from deliveries.selectors import templates_by_name
+from deliveries.services import AttachmentDraft, MessageDraft, Recipient
+from deliveries.states import DeliveryStatus, MessageStatus
+from deliveries.templating import TemplateProblem, template_render
 
 _LINE_BREAK = re.compile(r"[\r\n\x00]")
 # RFC 5322 field name: printable US-ASCII except colon.
@@ -122,7 +146,195 @@ class BodyField(serializers.CharField):
         return value
 
 
-class MessageCreateSerializer(serializers.Serializer):
+def _unknown_fields_error(data: Any, fields: Iterable[str]) -> None:
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {
+                    name: [serializers.ErrorDetail("Unknown field.", code="unknown_field")]
+                    for name in unknown
+                }
+            )
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know: a typo (`texte`) must not pass silently."""
+
+    def to_internal_value(self, data):
+        _unknown_fields_error(data, self.fields)
+        return super().to_internal_value(data)
+
+
+_CONTENT_TYPE = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,62}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,62}$"
+)
+_CONTENT_ID = re.compile(r"^[\x21-\x3b\x3d\x3f-\x7e]{1,255}$")  # printable ASCII but < and >
+_METADATA_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_TAG = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
+
+
+class Base64Field(serializers.CharField):
+    """Standard base64 (line breaks and spaces allowed, as MIME writes it); yields bytes."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_blank=True, trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data) -> bytes:
+        text = "".join(super().to_internal_value(data).split())
+        limit = settings.MAILHUB_MAX_ATTACHMENT_BYTES
+        # Refuse by length before decoding: 4 characters of base64 carry 3 bytes.
+        if len(text) // 4 * 3 - 2 > limit:
+            raise serializers.ValidationError(
+                f"An attachment is at most {limit} bytes (decoded).", code="max_size"
+            )
+        try:
+            content = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise serializers.ValidationError(
+                "Not valid base64 (standard alphabet, with padding).", code="invalid_base64"
+            ) from None
+        if len(content) > limit:
+            raise serializers.ValidationError(
+                f"An attachment is at most {limit} bytes (decoded); this one is {len(content)}.",
+                code="max_size",
+            )
+        return content
+
+
+class AttachmentSerializer(StrictSerializer):
+    filename = serializers.CharField(max_length=255, validators=[_no_line_breaks])
+    content_type = serializers.CharField(
+        max_length=127, help_text="MIME type, e.g. `application/pdf`, `image/png`."
+    )
+    content = Base64Field(
+        help_text="The file, base64. At most MAILHUB_MAX_ATTACHMENT_BYTES (1 MiB) decoded."
+    )
+    disposition = serializers.ChoiceField(
+        choices=["attachment", "inline"],
+        default="attachment",
+        help_text='`inline`: an image the HTML shows as `<img src="cid:CONTENT_ID">`.',
+    )
+    content_id = serializers.CharField(
+        max_length=255,
+        required=False,
+        default="",
+        help_text="Required for inline parts, without angle brackets: `logo@shop`.",
+    )
+
+    def validate_filename(self, value: str) -> str:
+        if "/" in value or "\\" in value:
+            raise serializers.ValidationError("A file name, not a path.", code="invalid_filename")
+        return value
+
+    def validate_content_type(self, value: str) -> str:
+        if not _CONTENT_TYPE.match(value):
+            raise serializers.ValidationError(
+                "Not a MIME type (type/subtype).", code="invalid_content_type"
+            )
+        if value.split("/", 1)[0].lower() in ("multipart", "message"):
+            raise serializers.ValidationError(
+                "multipart/* and message/* cannot be attached; send them as "
+                "application/octet-stream.",
+                code="invalid_content_type",
+            )
+        return value.lower()
+
+    def validate_content_id(self, value: str) -> str:
+        if value and not _CONTENT_ID.match(value):
+            raise serializers.ValidationError(
+                "Printable ASCII without spaces or angle brackets.", code="invalid_content_id"
+            )
+        return value
+
+    def validate(self, attrs):
+        if attrs["disposition"] == "inline" and not attrs["content_id"]:
+            raise serializers.ValidationError(
+                {"content_id": ["An inline part needs a content_id for the HTML to refer to."]},
+                code="required",
+            )
+        if attrs["disposition"] == "attachment" and attrs["content_id"]:
+            raise serializers.ValidationError(
+                {"content_id": ["Only inline parts have a content_id."]}, code="invalid"
+            )
+        return attrs
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {"type": "string", "maxLength": 500},
+        "description": "Up to MAILHUB_MAX_METADATA_KEYS (20) string values, keys of "
+        "`[A-Za-z0-9_.-]{1,64}`, MAILHUB_MAX_METADATA_BYTES (2048) as compact UTF-8 JSON. "
+        "Numbers are stored as strings.",
+    }
+)
+class MetadataField(serializers.DictField):
+    child = serializers.CharField(max_length=500, allow_blank=True, trim_whitespace=False)
+
+    def to_internal_value(self, data) -> dict[str, str]:
+        metadata = super().to_internal_value(data)
+        if len(metadata) > settings.MAILHUB_MAX_METADATA_KEYS:
+            raise serializers.ValidationError(
+                f"At most {settings.MAILHUB_MAX_METADATA_KEYS} metadata keys.", code="max_length"
+            )
+        bad = sorted(key for key in metadata if not _METADATA_KEY.match(key))
+        if bad:
+            raise serializers.ValidationError(
+                {key: ["Keys are 1 to 64 of A-Z a-z 0-9 _ . -"] for key in bad},
+                code="invalid_key",
+            )
+        size = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":")).encode())
+        if size > settings.MAILHUB_MAX_METADATA_BYTES:
+            raise serializers.ValidationError(
+                f"Metadata is at most {settings.MAILHUB_MAX_METADATA_BYTES} bytes as JSON; "
+                f"this is {size}.",
+                code="max_size",
+            )
+        return metadata
+
+
+class TagsField(serializers.ListField):
+    child = serializers.CharField(max_length=64)
+
+    def to_internal_value(self, data) -> list[str]:
+        tags = list(dict.fromkeys(super().to_internal_value(data)))  # duplicates dropped
+        if len(tags) > settings.MAILHUB_MAX_TAGS:
+            raise serializers.ValidationError(
+                f"At most {settings.MAILHUB_MAX_TAGS} tags.", code="max_length"
+            )
+        if not all(_TAG.match(tag) for tag in tags):
+            raise serializers.ValidationError(
+                "Tags are 1 to 64 characters, no control characters.", code="invalid_tag"
+            )
+        return tags
+
+
+TemplateResolver = Callable[[str], Template | None]
+
+
+class TemplateLookup:
+    """Finds a client's templates by name, once per name per request (a batch reuses them)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._found: dict[str, Template | None] = {}
+
+    def prefetch(self, names: Iterable[str]) -> None:
+        wanted = {name for name in names if isinstance(name, str) and name not in self._found}
+        if wanted:
+            found = templates_by_name(client=self.client, names=wanted)
+            self._found.update({name: found.get(name) for name in wanted})
+
+    def __call__(self, name: str) -> Template | None:
+        self.prefetch([name])
+        return self._found[name]
+
+
+_TEMPLATE_PARTS = ("subject", "text", "html")
+
+
+class MessageCreateSerializer(StrictSerializer):
     # `from` is a Python keyword: declared as `sender`, exposed as `from` by get_fields().
     sender = AddressField(help_text="From: 'addr@example.com' or 'Name <addr@example.com>'")
     to = serializers.ListField(child=AddressField(), required=False, default=list)
@@ -137,27 +349,84 @@ class MessageCreateSerializer(serializers.Serializer):
         trim_whitespace=False,
         validators=[_no_line_breaks],
     )
-    text = BodyField()
-    html = BodyField()
+    text = BodyField(help_text="Plain-text body; at most MAILHUB_MAX_BODY_BYTES (1 MiB) UTF-8.")
+    html = BodyField(help_text="HTML body; at most MAILHUB_MAX_BODY_BYTES (1 MiB) UTF-8.")
     headers = HeadersField(required=False, default=dict)
     priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
+    send_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="ISO 8601; without an offset it is UTC. In the future and at most "
+        "MAILHUB_MAX_SCHEDULE_DAYS (30) days ahead. The message waits `scheduled` until then.",
+    )
+    tags = TagsField(
+        required=False,
+        default=list,
+        help_text="At most MAILHUB_MAX_TAGS (10) tags of 1 to 64 characters; filter with "
+        "`GET /api/v1/messages?tag=`.",
+    )
+    metadata = MetadataField(required=False, default=dict)
+    attachments = AttachmentSerializer(
+        many=True,
+        required=False,
+        default=list,
+        help_text="At most MAILHUB_MAX_ATTACHMENTS (10), together at most "
+        "MAILHUB_MAX_ATTACHMENTS_BYTES (2 MiB) decoded.",
+    )
+    template = serializers.SlugField(
+        max_length=100,
+        required=False,
+        default="",
+        help_text="Name of one of your templates; it gives subject, text and html (which the "
+        "message then must not give). Rendered now: a missing variable is a 400.",
+    )
+    context = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text="Variables for the template: any JSON object.",
+    )
 
     def get_fields(self):
         fields = super().get_fields()
         fields["from"] = fields.pop("sender")
         return fields
 
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {
-                        name: [serializers.ErrorDetail("Unknown field.", code="unknown_field")]
-                        for name in unknown
-                    }
-                )
-        return super().to_internal_value(data)
+    def validate_send_at(self, value):
+        if value is None:
+            return None
+        now = timezone.now()
+        if value <= now:
+            raise serializers.ValidationError(
+                "send_at must be in the future; leave it out to send now.", code="in_past"
+            )
+        horizon = timedelta(days=settings.MAILHUB_MAX_SCHEDULE_DAYS)
+        if value > now + horizon:
+            raise serializers.ValidationError(
+                f"send_at may be at most {settings.MAILHUB_MAX_SCHEDULE_DAYS} days ahead.",
+                code="too_far",
+            )
+        return value
+
+    def validate_attachments(self, attachments: list[dict]) -> list[dict]:
+        if len(attachments) > settings.MAILHUB_MAX_ATTACHMENTS:
+            raise serializers.ValidationError(
+                f"At most {settings.MAILHUB_MAX_ATTACHMENTS} attachments per message.",
+                code="max_length",
+            )
+        total = sum(len(part["content"]) for part in attachments)
+        if total > settings.MAILHUB_MAX_ATTACHMENTS_BYTES:
+            raise serializers.ValidationError(
+                f"Attachments are at most {settings.MAILHUB_MAX_ATTACHMENTS_BYTES} bytes "
+                f"together (decoded); these are {total}.",
+                code="max_size",
+            )
+        content_ids = [part["content_id"] for part in attachments if part["content_id"]]
+        if len(content_ids) != len(set(content_ids)):
+            raise serializers.ValidationError(
+                "Each inline part needs its own content_id.", code="duplicate_content_id"
+            )
+        return attachments
 
     def validate(self, attrs):
         count = len(attrs["to"]) + len(attrs["cc"]) + len(attrs["bcc"])
@@ -175,31 +444,214 @@ class MessageCreateSerializer(serializers.Serializer):
                 },
                 code="max_length",
             )
+        if attrs["template"]:
+            return self._validate_template(attrs)
+        if attrs["context"]:
+            raise serializers.ValidationError(
+                {"context": ["A context is only used with a template."]}, code="invalid"
+            )
         if not attrs.get("text") and not attrs.get("html"):
             raise serializers.ValidationError(
-                {"text": ["Give a text or an html body (or both)."]}, code="required"
+                {"text": ["Give a text or an html body (or both), or a template."]},
+                code="required",
             )
         return attrs
 
+    def _validate_template(self, attrs):
+        given = [part for part in _TEMPLATE_PARTS if part in self.initial_data]
+        if given:
+            raise serializers.ValidationError(
+                {part: ["The template gives this; leave it out."] for part in given},
+                code="template_conflict",
+            )
+        lookup: TemplateResolver | None = self.context.get("templates")
+        template = lookup(attrs["template"]) if lookup is not None else None
+        if template is None:
+            raise serializers.ValidationError(
+                {"template": [f"You have no template named {attrs['template']!r}."]},
+                code="template_not_found",
+            )
+        try:
+            rendered = template_render(template=template, context=attrs["context"])
+        except TemplateProblem as problem_:
+            raise serializers.ValidationError(
+                {
+                    ("context" if code == "missing_variable" else "template"): [
+                        serializers.ErrorDetail(f"{part}: {message}", code=code)
+                    ]
+                    for part, (code, message) in problem_.errors.items()
+                }
+            ) from None
+        subject = rendered.subject.strip()
+        errors = {}
+        if _LINE_BREAK.search(subject):
+            errors["template"] = [
+                serializers.ErrorDetail(
+                    "subject: the rendered subject has a line break.", code="line_break"
+                )
+            ]
+        elif len(subject) > 998:
+            errors["template"] = [
+                serializers.ErrorDetail(
+                    "subject: the rendered subject is longer than 998 characters.",
+                    code="max_length",
+                )
+            ]
+        limit = settings.MAILHUB_MAX_BODY_BYTES
+        for part in ("text", "html"):
+            if len(getattr(rendered, part).encode("utf-8", "surrogatepass")) > limit:
+                errors.setdefault("template", []).append(
+                    serializers.ErrorDetail(
+                        f"{part}: the rendered body is larger than {limit} bytes.",
+                        code="max_size",
+                    )
+                )
+        if not rendered.text.strip() and not rendered.html.strip():
+            errors.setdefault("template", []).append(
+                serializers.ErrorDetail(
+                    "The template renders neither a text nor an html body.", code="required"
+                )
+            )
+        if errors:
+            raise serializers.ValidationError(errors)
+        return {**attrs, "subject": subject, "text": rendered.text, "html": rendered.html}
+
     def to_draft(self) -> MessageDraft:
         """The validated message, as ``deliveries.services.message_accept`` takes it."""
-        data = self.validated_data
-        sender: Recipient = data["from"]
-        recipients = [
-            Recipient(address=r.address, name=r.name, kind=kind)
-            for kind in (Delivery.Kind.TO, Delivery.Kind.CC, Delivery.Kind.BCC)
-            for r in data[kind.value]
-        ]
-        return MessageDraft(
-            sender=formataddr((sender.name, sender.address)),
-            recipients=recipients,
-            reply_to=[r.address for r in data["reply_to"]],
-            subject=data["subject"],
-            text=data.get("text", ""),
-            html=data.get("html", ""),
-            headers=data["headers"],
-            priority=data["priority"],
-        )
+        return draft_from(self.validated_data)
+
+
+def draft_from(data: dict) -> MessageDraft:
+    sender: Recipient = data["from"]
+    recipients = [
+        Recipient(address=r.address, name=r.name, kind=kind)
+        for kind in (Delivery.Kind.TO, Delivery.Kind.CC, Delivery.Kind.BCC)
+        for r in data[kind.value]
+    ]
+    return MessageDraft(
+        sender=formataddr((sender.name, sender.address)),
+        recipients=recipients,
+        reply_to=[r.address for r in data["reply_to"]],
+        subject=data["subject"],
+        text=data.get("text", ""),
+        html=data.get("html", ""),
+        headers=data["headers"],
+        priority=data["priority"],
+        send_at=data.get("send_at"),
+        tags=data.get("tags", []),
+        metadata=data.get("metadata", {}),
+        attachments=[
+            AttachmentDraft(
+                filename=part["filename"],
+                content_type=part["content_type"],
+                content=part["content"],
+                content_id=part["content_id"],
+            )
+            for part in data.get("attachments", [])
+        ],
+        template_name=data.get("template", ""),
+    )
+
+
+# -- batches ------------------------------------------------------------------------------------
+
+#: Fields of a batch item whose keys are merged with the defaults' instead of replacing them.
+_MERGED_FIELDS = ("context", "metadata", "headers")
+
+
+class BatchSerializer(StrictSerializer):
+    defaults = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text="Fields every message of the batch has unless it gives its own; `context`, "
+        "`metadata` and `headers` are merged key by key (the message's keys win). Typical: "
+        "`from`, `template` and a shared `context` here, `to` and a per-recipient `context` "
+        "in each message.",
+    )
+    messages = serializers.ListField(
+        child=serializers.JSONField(),
+        help_text="1 to MAILHUB_MAX_BATCH_MESSAGES (500) messages, each as for "
+        "`POST /api/v1/messages`, each validated on its own.",
+    )
+
+    def validate_defaults(self, defaults: dict) -> dict:
+        unknown = sorted(set(defaults) - set(MessageCreateSerializer().fields))
+        if unknown:
+            raise serializers.ValidationError(
+                f"Unknown field(s): {', '.join(unknown)}.", code="unknown_field"
+            )
+        return defaults
+
+    def validate_messages(self, messages: list) -> list:
+        limit = settings.MAILHUB_MAX_BATCH_MESSAGES
+        if not messages:
+            raise serializers.ValidationError("Give at least one message.", code="required")
+        if len(messages) > limit:
+            raise serializers.ValidationError(
+                f"At most {limit} messages per batch; {len(messages)} given.", code="max_length"
+            )
+        return messages
+
+    def items(self, *, templates: TemplateLookup) -> list[MessageDraft | dict]:
+        """Validate each message on its own: a draft for a valid one, a problem for the rest."""
+        defaults = self.validated_data["defaults"]
+        messages = self.validated_data["messages"]
+        names = [item.get("template") for item in messages if isinstance(item, dict)]
+        templates.prefetch([defaults.get("template"), *names])
+        out: list[MessageDraft | dict] = []
+        for item in messages:
+            if not isinstance(item, dict):
+                out.append(validation_problem({"non_field_errors": [_not_an_object()]}))
+                continue
+            payload = {**defaults, **item}
+            for name in _MERGED_FIELDS:
+                if isinstance(defaults.get(name), dict) and isinstance(item.get(name), dict):
+                    payload[name] = {**defaults[name], **item[name]}
+            serializer = MessageCreateSerializer(data=payload, context={"templates": templates})
+            if serializer.is_valid():
+                out.append(serializer.to_draft())
+            else:
+                out.append(validation_problem(serializer.errors))
+        return out
+
+
+def _not_an_object() -> serializers.ErrorDetail:
+    return serializers.ErrorDetail("Each message is a JSON object.", code="invalid")
+
+
+class BatchItemResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position of the message in the request.")
+    id = serializers.UUIDField(required=False, help_text="Set when the message was accepted.")
+    status = serializers.ChoiceField(choices=MessageStatus.choices, required=False)
+    error = serializers.DictField(
+        required=False,
+        help_text="Set when the message was refused: a problem (`validation_error`) with "
+        "its field errors; nothing was stored for it.",
+    )
+
+
+class BatchResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    results = BatchItemResultSerializer(many=True, help_text="One per message, in order.")
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+
+class MessageAcceptedSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=MessageStatus.choices)
+
+
+class CancelResultSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=MessageStatus.choices, help_text="After the cancel.")
+    cancelled = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The recipients whose delivery this request cancelled; empty when nothing "
+        "was left to cancel (sent, being sent, or already final).",
+    )
 
 
 class AttemptSerializer(serializers.ModelSerializer):
@@ -220,6 +672,7 @@ class AttemptSerializer(serializers.ModelSerializer):
 class DeliverySerializer(serializers.ModelSerializer):
     attempts = AttemptSerializer(source="attempt_set", many=True, read_only=True)
     attempt_count = serializers.IntegerField(source="attempts", read_only=True)
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices, read_only=True)
 
     class Meta:
         model = Delivery
@@ -238,8 +691,45 @@ class DeliverySerializer(serializers.ModelSerializer):
         ]
 
 
+class RecipientSummarySerializer(serializers.ModelSerializer):
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices, read_only=True)
+
+    class Meta:
+        model = Delivery
+        fields = ["address", "kind", "status"]
+
+
+class AttachmentInfoSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Attachment
+        fields = ["filename", "content_type", "size", "content_id"]
+
+
+class MessageSummarySerializer(serializers.ModelSerializer):
+    status = serializers.ChoiceField(choices=MessageStatus.choices, read_only=True)
+    recipients = RecipientSummarySerializer(source="deliveries", many=True, read_only=True)
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "status",
+            "priority",
+            "sender",
+            "subject",
+            "tags",
+            "metadata",
+            "template_name",
+            "created_at",
+            "send_at",
+            "recipients",
+        ]
+
+
 class MessageDetailSerializer(serializers.ModelSerializer):
+    status = serializers.ChoiceField(choices=MessageStatus.choices, read_only=True)
     recipients = DeliverySerializer(source="deliveries", many=True, read_only=True)
+    attachments = AttachmentInfoSerializer(many=True, read_only=True)
 
     class Meta:
         model = Message
@@ -253,8 +743,148 @@ class MessageDetailSerializer(serializers.ModelSerializer):
             "text_body",
             "html_body",
             "headers",
+            "tags",
+            "metadata",
+            "template_name",
             "message_id",
             "created_at",
+            "send_at",
             "expires_at",
+            "attachments",
             "recipients",
         ]
+
+
+class EventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Event
+        fields = [
+            "id",
+            "type",
+            "recipient",
+            "attempt",
+            "smtp_code",
+            "enhanced_code",
+            "reply",
+            "next_attempt_at",
+            "created_at",
+        ]
+
+
+class EventListSerializer(serializers.Serializer):
+    results = EventSerializer(many=True)
+
+
+# -- listing filters ----------------------------------------------------------------------------
+
+
+class MetadataFilterField(serializers.CharField):
+    def to_internal_value(self, data) -> tuple[str, str]:
+        text = super().to_internal_value(data)
+        key, sep, value = text.partition(":")
+        if not sep or not _METADATA_KEY.match(key):
+            raise serializers.ValidationError(
+                "Write metadata filters as key:value.", code="invalid_metadata_filter"
+            )
+        return key, value
+
+
+class MessageFilterSerializer(serializers.Serializer):
+    status = serializers.ListField(
+        child=serializers.ChoiceField(choices=MessageStatus.choices),
+        required=False,
+        help_text="Any of these statuses (repeat the parameter).",
+    )
+    priority = serializers.ListField(
+        child=serializers.ChoiceField(choices=Priority.choices),
+        required=False,
+        help_text="Any of these priorities (repeat the parameter).",
+    )
+    recipient = serializers.EmailField(
+        required=False, help_text="Messages with this recipient (to, cc or bcc), any case."
+    )
+    tag = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        help_text="Messages with all of these tags (repeat the parameter).",
+    )
+    metadata = serializers.ListField(
+        child=MetadataFilterField(max_length=600),
+        required=False,
+        help_text="`key:value`: messages whose metadata has this value (repeat: all of them).",
+    )
+    created_after = serializers.DateTimeField(
+        required=False, help_text="Created at or after this time (ISO 8601)."
+    )
+    created_before = serializers.DateTimeField(
+        required=False, help_text="Created before this time (ISO 8601)."
+    )
+
+    def filters(self) -> dict:
+        data = self.validated_data
+        return {
+            "statuses": data.get("status", []),
+            "priorities": data.get("priority", []),
+            "recipient": data.get("recipient"),
+            "tags": data.get("tag", []),
+            "metadata": dict(data.get("metadata", [])),
+            "created_after": data.get("created_after"),
+            "created_before": data.get("created_before"),
+        }
+
+
+# -- templates ----------------------------------------------------------------------------------
+
+
+class TemplateSerializer(serializers.ModelSerializer):
+    name = serializers.SlugField(
+        max_length=100, help_text="How sends refer to it; unique among your templates."
+    )
+    subject = serializers.CharField(
+        max_length=998, allow_blank=True, required=False, default="", trim_whitespace=False
+    )
+    text = BodyField(default="")
+    html = BodyField(default="")
+
+    class Meta:
+        model = Template
+        fields = ["name", "subject", "text", "html", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def to_internal_value(self, data):
+        _unknown_fields_error(data, [n for n, f in self.fields.items() if not f.read_only])
+        return super().to_internal_value(data)
+
+    def validate(self, attrs):
+        text = attrs.get("text", getattr(self.instance, "text", ""))
+        html = attrs.get("html", getattr(self.instance, "html", ""))
+        if not text.strip() and not html.strip():
+            raise serializers.ValidationError(
+                {"text": ["A template needs a text or an html part (or both)."]}, code="required"
+            )
+        return attrs
+
+
+# -- suppressions -------------------------------------------------------------------------------
+
+
+class SuppressionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Suppression
+        fields = ["address", "reason", "detail", "created_at"]
+
+
+class SuppressionCreateSerializer(StrictSerializer):
+    address = AddressField(help_text="The address never to send to again (stored lower-cased).")
+    reason = serializers.ChoiceField(
+        choices=Suppression.Reason.choices, default=Suppression.Reason.MANUAL
+    )
+    detail = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
+
+
+class SuppressionFilterSerializer(serializers.Serializer):
+    reason = serializers.ListField(
+        child=serializers.ChoiceField(choices=Suppression.Reason.choices),
+        required=False,
+        help_text="Any of these reasons (repeat the parameter).",
+    )

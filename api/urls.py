@@ -4,5 +4,16 @@ from api import views
 
 urlpatterns = [
     path("messages", views.MessageCollection.as_view(), name="message-collection"),
+    path("messages/batch", views.MessageBatch.as_view(), name="message-batch"),
     path("messages/<uuid:message_id>", views.MessageDetail.as_view(), name="message-detail"),
+    path("messages/<uuid:message_id>/cancel", views.MessageCancel.as_view(), name="message-cancel"),
+    path("messages/<uuid:message_id>/events", views.MessageEvents.as_view(), name="message-events"),
+    path("templates", views.TemplateCollection.as_view(), name="template-collection"),
+    path("templates/<slug:name>", views.TemplateDetail.as_view(), name="template-detail"),
+    path("suppressions", views.SuppressionCollection.as_view(), name="suppression-collection"),
+    path(
+        "suppressions/<str:address>",
+        views.SuppressionDetail.as_view(),
+        name="suppression-detail",
+    ),
 ]

@@ -1,20 +1,117 @@
+"""The REST API. Each view parses input, calls one service or selector, and shapes the answer;
+every queryset starts from ``request.client``, so a client only ever sees its own data."""
+
 from __future__ import annotations
 
 from uuid import UUID
 
-from rest_framework import status
-from rest_framework.exceptions import NotFound
+from django.http import JsonResponse
+from django.views.defaults import page_not_found as django_page_not_found
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import ErrorDetail, NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.serializers import MessageCreateSerializer, MessageDetailSerializer
-from deliveries.selectors import message_get_for_client
-from deliveries.services import message_accept
+from api.errors import problem
+from api.idempotency import idempotent
+from api.pagination import CursorPage
+from api.schema import IDEMPOTENCY_KEY, PROBLEM_MEDIA_TYPE, REPLAYED, problem_responses
+from api.serializers import (
+    BatchResultSerializer,
+    BatchSerializer,
+    CancelResultSerializer,
+    EventListSerializer,
+    EventSerializer,
+    MessageAcceptedSerializer,
+    MessageCreateSerializer,
+    MessageDetailSerializer,
+    MessageFilterSerializer,
+    MessageSummarySerializer,
+    SuppressionCreateSerializer,
+    SuppressionFilterSerializer,
+    SuppressionSerializer,
+    TemplateLookup,
+    TemplateSerializer,
+)
+from deliveries.catalog import (
+    suppression_remove,
+    template_create,
+    template_delete,
+    template_update,
+)
+from deliveries.selectors import (
+    message_events_for_client,
+    message_get_for_client,
+    messages_for_client,
+    suppression_get_for_client,
+    suppressions_for_client,
+    template_get_for_client,
+    templates_for_client,
+)
+from deliveries.services import message_accept, message_cancel, messages_accept, suppression_add
+from deliveries.templating import TemplateProblem
+
+_IDEMPOTENCY_422 = (
+    422,
+    "`idempotency_key_reused`: the Idempotency-Key was used for another request.",
+)
+_LOCATION = OpenApiParameter(
+    "Location",
+    location=OpenApiParameter.HEADER,
+    response=[202],
+    type=str,
+    description="The message's URL.",
+)
 
 
-class MessageCollection(APIView):
+def _message_not_found() -> NotFound:
+    # The same answer whether the id does not exist or belongs to another client.
+    return NotFound("No such message.", code="message_not_found")
+
+
+# -- messages -----------------------------------------------------------------------------------
+
+
+class MessageCollection(generics.GenericAPIView):
+    pagination_class = CursorPage
+    serializer_class = MessageSummarySerializer
+
+    @extend_schema(
+        operation_id="messages_list",
+        summary="List messages",
+        description="Newest first, cursor-paginated (`limit` 1 to 200, default 50; follow "
+        "`next`). Filters combine with AND.",
+        parameters=[MessageFilterSerializer],
+        responses={200: MessageSummarySerializer(many=True)},
+    )
+    def get(self, request):
+        filters = MessageFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        messages = messages_for_client(client=request.client, **filters.filters())
+        page = self.paginate_queryset(messages)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="messages_send",
+        summary="Send a message",
+        description="Validates, stores the message with one delivery per distinct recipient "
+        "and queues it (or schedules it with `send_at`). Suppressed recipients are recorded "
+        "as `suppressed` and never sent to. Limits: MAILHUB_MAX_RECIPIENTS (50) recipients, "
+        "MAILHUB_MAX_BODY_BYTES (1 MiB) per body, MAILHUB_MAX_HEADERS (50) custom headers, "
+        "attachments, tags and metadata as described on their fields.",
+        request=MessageCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY, REPLAYED, _LOCATION],
+        responses={
+            202: OpenApiResponse(MessageAcceptedSerializer, description="Accepted."),
+            **problem_responses(_IDEMPOTENCY_422),
+        },
+    )
+    @idempotent
     def post(self, request):
-        serializer = MessageCreateSerializer(data=request.data)
+        serializer = MessageCreateSerializer(
+            data=request.data, context={"templates": TemplateLookup(request.client)}
+        )
         serializer.is_valid(raise_exception=True)
         message = message_accept(client=request.client, draft=serializer.to_draft())
         return Response(
@@ -24,10 +121,299 @@ class MessageCollection(APIView):
         )
 
 
+class MessageBatch(APIView):
+    @extend_schema(
+        operation_id="messages_send_batch",
+        summary="Send up to 500 messages at once",
+        description="Each message is validated on its own; the valid ones are all stored in "
+        "one transaction with bulk inserts and published together, the others are reported "
+        "with their field errors. `results` has one entry per message, in order: `id` and "
+        "`status`, or `error`. The answer is **202** when every message was accepted and "
+        "**207** when at least one was refused (even all of them). A refusal of the request "
+        "as a whole (not an object, no messages, more than MAILHUB_MAX_BATCH_MESSAGES) is a "
+        "400 problem. A batch counts as one request for the rate limit.",
+        request=BatchSerializer,
+        parameters=[IDEMPOTENCY_KEY, REPLAYED],
+        responses={
+            202: OpenApiResponse(BatchResultSerializer, description="All accepted."),
+            207: OpenApiResponse(BatchResultSerializer, description="Some or all refused."),
+            **problem_responses(_IDEMPOTENCY_422),
+        },
+    )
+    @idempotent
+    def post(self, request):
+        batch = BatchSerializer(data=request.data)
+        batch.is_valid(raise_exception=True)
+        items = batch.items(templates=TemplateLookup(request.client))
+        drafts = [item for item in items if not isinstance(item, dict)]
+        accepted = iter(messages_accept(client=request.client, drafts=drafts) if drafts else [])
+        results = []
+        for index, item in enumerate(items):
+            if isinstance(item, dict):
+                results.append({"index": index, "error": item})
+            else:
+                message = next(accepted)
+                results.append({"index": index, "id": str(message.id), "status": message.status})
+        rejected = len(items) - len(drafts)
+        return Response(
+            {"accepted": len(drafts), "rejected": rejected, "results": results},
+            status=status.HTTP_207_MULTI_STATUS if rejected else status.HTTP_202_ACCEPTED,
+        )
+
+
 class MessageDetail(APIView):
+    @extend_schema(
+        operation_id="messages_retrieve",
+        summary="A message, its recipients and every attempt",
+        responses={200: MessageDetailSerializer},
+    )
     def get(self, request, message_id: UUID):
         message = message_get_for_client(client=request.client, message_id=message_id)
         if message is None:
-            # The same answer whether the id does not exist or belongs to another client.
-            raise NotFound("No such message.", code="message_not_found")
+            raise _message_not_found()
         return Response(MessageDetailSerializer(message).data)
+
+
+class MessageCancel(APIView):
+    @extend_schema(
+        operation_id="messages_cancel",
+        summary="Cancel what is not yet sent",
+        description="Cancels every delivery still `scheduled`, `queued` or `deferred`. A "
+        "delivery being sent at this moment is not cancelled (its SMTP transaction may be "
+        "done). Safe to repeat: a second cancel lists nothing.",
+        request=None,
+        parameters=[IDEMPOTENCY_KEY, REPLAYED],
+        responses={200: CancelResultSerializer, **problem_responses(_IDEMPOTENCY_422)},
+    )
+    @idempotent
+    def post(self, request, message_id: UUID):
+        message = message_get_for_client(client=request.client, message_id=message_id)
+        if message is None:
+            raise _message_not_found()
+        cancelled = message_cancel(message=message)
+        message.refresh_from_db(fields=["status"])
+        return Response({"id": str(message.id), "status": message.status, "cancelled": cancelled})
+
+
+class MessageEvents(APIView):
+    @extend_schema(
+        operation_id="messages_events",
+        summary="The message's history",
+        description="Every event of every recipient, oldest first: accepted, scheduled, "
+        "deferred (with the SMTP reply and the next attempt), delivered, bounced, failed, "
+        "suppressed, cancelled.",
+        responses={200: EventListSerializer},
+    )
+    def get(self, request, message_id: UUID):
+        events = message_events_for_client(client=request.client, message_id=message_id)
+        if events is None:
+            raise _message_not_found()
+        return Response({"results": EventSerializer(events, many=True).data})
+
+
+# -- templates ----------------------------------------------------------------------------------
+
+
+def _template_not_found() -> NotFound:
+    return NotFound("No such template.", code="template_not_found")
+
+
+def _template_problem(exc: TemplateProblem) -> ValidationError:
+    return ValidationError(
+        {part: [ErrorDetail(message, code=code)] for part, (code, message) in exc.errors.items()}
+    )
+
+
+_TEMPLATE_409 = (409, "`template_exists`: you have a template with this name.")
+
+
+class TemplateCollection(generics.GenericAPIView):
+    pagination_class = CursorPage
+    serializer_class = TemplateSerializer
+    cursor_ordering = ("name",)
+
+    @extend_schema(
+        operation_id="templates_list",
+        summary="List templates",
+        description="By name, cursor-paginated.",
+        responses={200: TemplateSerializer(many=True)},
+    )
+    def get(self, request):
+        page = self.paginate_queryset(templates_for_client(client=request.client))
+        return self.get_paginated_response(TemplateSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="templates_create",
+        summary="Create a template",
+        description="Subject, text and html in Django template syntax (`{{ name }}`, "
+        "`{% if %}`, `{% for %}`, filters such as `default`, `date`, `upper`). Each part is "
+        "compiled now: a syntax error is a 400 naming the part. HTML is autoescaped; subject "
+        "and text are not. Tags that reach outside the template (`include`, `extends`, "
+        "`load`, `url`, `debug`) are not available. When mail is sent, a variable the "
+        "template prints but the context lacks is a 400 `missing_variable` "
+        '(`{{ x|default:"" }}` allows an empty one).',
+        request=TemplateSerializer,
+        parameters=[IDEMPOTENCY_KEY, REPLAYED],
+        responses={
+            201: TemplateSerializer,
+            **problem_responses(_TEMPLATE_409, _IDEMPOTENCY_422),
+        },
+    )
+    @idempotent
+    def post(self, request):
+        serializer = TemplateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            template = template_create(client=request.client, **serializer.validated_data)
+        except TemplateProblem as exc:
+            raise _template_problem(exc) from None
+        return Response(TemplateSerializer(template).data, status=status.HTTP_201_CREATED)
+
+
+class TemplateDetail(APIView):
+    def _get(self, request, name: str):
+        template = template_get_for_client(client=request.client, name=name)
+        if template is None:
+            raise _template_not_found()
+        return template
+
+    @extend_schema(operation_id="templates_retrieve", responses={200: TemplateSerializer})
+    def get(self, request, name: str):
+        return Response(TemplateSerializer(self._get(request, name)).data)
+
+    def _update(self, request, name: str, *, partial: bool):
+        template = self._get(request, name)
+        serializer = TemplateSerializer(template, data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        try:
+            template = template_update(template=template, **serializer.validated_data)
+        except TemplateProblem as exc:
+            raise _template_problem(exc) from None
+        return Response(TemplateSerializer(template).data)
+
+    @extend_schema(
+        operation_id="templates_update",
+        summary="Replace a template",
+        description="Parts left out become empty. Mail already accepted keeps what it was "
+        "rendered to.",
+        request=TemplateSerializer,
+        responses={200: TemplateSerializer, **problem_responses(_TEMPLATE_409)},
+    )
+    def put(self, request, name: str):
+        return self._update(request, name, partial=False)
+
+    @extend_schema(
+        operation_id="templates_partial_update",
+        summary="Change some parts of a template",
+        request=TemplateSerializer,
+        responses={200: TemplateSerializer, **problem_responses(_TEMPLATE_409)},
+    )
+    def patch(self, request, name: str):
+        return self._update(request, name, partial=True)
+
+    @extend_schema(operation_id="templates_destroy", responses={204: None})
+    def delete(self, request, name: str):
+        template_delete(template=self._get(request, name))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# -- suppressions -------------------------------------------------------------------------------
+
+
+class SuppressionCollection(generics.GenericAPIView):
+    pagination_class = CursorPage
+    serializer_class = SuppressionSerializer
+
+    @extend_schema(
+        operation_id="suppressions_list",
+        summary="List suppressed addresses",
+        description="Newest first, cursor-paginated. Hard bounces (a 5xx refusing the "
+        "address) are added automatically with reason `hard_bounce` and the SMTP reply.",
+        parameters=[SuppressionFilterSerializer],
+        responses={200: SuppressionSerializer(many=True)},
+    )
+    def get(self, request):
+        filters = SuppressionFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        suppressions = suppressions_for_client(
+            client=request.client, reasons=filters.validated_data.get("reason", [])
+        )
+        page = self.paginate_queryset(suppressions)
+        return self.get_paginated_response(SuppressionSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="suppressions_create",
+        summary="Suppress an address",
+        description="Mail to it is then recorded as `suppressed` and never sent. **201** when "
+        "added, **200** when it already was (its first reason is kept).",
+        request=SuppressionCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY, REPLAYED],
+        responses={
+            201: SuppressionSerializer,
+            200: SuppressionSerializer,
+            **problem_responses(_IDEMPOTENCY_422),
+        },
+    )
+    @idempotent
+    def post(self, request):
+        serializer = SuppressionCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        address = data["address"].address
+        created = suppression_add(
+            client_id=request.client.id,
+            address=address,
+            reason=data["reason"],
+            detail=data["detail"],
+        )
+        suppression = suppression_get_for_client(client=request.client, address=address)
+        return Response(
+            SuppressionSerializer(suppression).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+_ADDRESS = OpenApiParameter(
+    "address", location=OpenApiParameter.PATH, description="The address, any case.", type=str
+)
+
+
+class SuppressionDetail(APIView):
+    def _not_found(self) -> NotFound:
+        return NotFound("This address is not suppressed.", code="suppression_not_found")
+
+    @extend_schema(
+        operation_id="suppressions_retrieve",
+        parameters=[_ADDRESS],
+        responses={200: SuppressionSerializer},
+    )
+    def get(self, request, address: str):
+        suppression = suppression_get_for_client(client=request.client, address=address)
+        if suppression is None:
+            raise self._not_found()
+        return Response(SuppressionSerializer(suppression).data)
+
+    @extend_schema(
+        operation_id="suppressions_destroy",
+        summary="Allow mail to an address again",
+        parameters=[_ADDRESS],
+        responses={204: None},
+    )
+    def delete(self, request, address: str):
+        if not suppression_remove(client=request.client, address=address):
+            raise self._not_found()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# -- not found ----------------------------------------------------------------------------------
+
+
+def page_not_found(request, exception):
+    """Django's 404 for pages; the problem shape for anything under /api/ (a mistyped id too)."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            problem(status_code=404, code="not_found", detail="No such endpoint or object."),
+            status=404,
+            content_type=PROBLEM_MEDIA_TYPE,
+        )
+    return django_page_not_found(request, exception)

@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "api",
     "deliveries",
 ]
@@ -205,5 +207,54 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": MAILHUB_DISPATCH_INTERVAL_SECONDS,
         # A tick that waited longer than one interval is stale; the next one does its work.
         "options": {"queue": MAILHUB_DISPATCH_QUEUE, "expires": MAILHUB_DISPATCH_INTERVAL_SECONDS},
+    },
+}
+
+# --- API: batches, idempotency, scheduling, templates, attachments, rate limits, OpenAPI ---------
+# Every limit below is checked before anything is stored, and documented in the OpenAPI schema.
+MAILHUB_MAX_BATCH_MESSAGES = env_int("MAILHUB_MAX_BATCH_MESSAGES", 500, minimum=1)
+MAILHUB_MAX_SCHEDULE_DAYS = env_int("MAILHUB_MAX_SCHEDULE_DAYS", 30, minimum=1)
+# Decoded sizes. A request is also bounded by MAILHUB_MAX_REQUEST_BYTES (4 MiB by default) and
+# base64 is a third larger than the file: raise both together.
+MAILHUB_MAX_ATTACHMENTS = env_int("MAILHUB_MAX_ATTACHMENTS", 10, minimum=0)
+MAILHUB_MAX_ATTACHMENT_BYTES = env_int("MAILHUB_MAX_ATTACHMENT_BYTES", 1024 * 1024, minimum=1)
+MAILHUB_MAX_ATTACHMENTS_BYTES = env_int("MAILHUB_MAX_ATTACHMENTS_BYTES", 2 * 1024 * 1024, minimum=1)
+MAILHUB_MAX_TAGS = env_int("MAILHUB_MAX_TAGS", 10, minimum=0)
+MAILHUB_MAX_METADATA_KEYS = env_int("MAILHUB_MAX_METADATA_KEYS", 20, minimum=0)
+MAILHUB_MAX_METADATA_BYTES = env_int("MAILHUB_MAX_METADATA_BYTES", 2048, minimum=2)
+# Stored answers to requests sent with an Idempotency-Key; `expires_at` rows may be purged after.
+MAILHUB_IDEMPOTENCY_TTL_HOURS = env_int("MAILHUB_IDEMPOTENCY_TTL_HOURS", 24, minimum=24)
+# Requests per minute and API key, unless the key has its own `rate_limit_per_minute`.
+MAILHUB_API_RATE_LIMIT_PER_MINUTE = env_int("MAILHUB_API_RATE_LIMIT_PER_MINUTE", 1200, minimum=1)
+# The rate-limit counters live in Postgres (Django's DatabaseCache, table created by a migration),
+# so every API process sees the same counts without another service to run.
+MAILHUB_THROTTLE_CACHE = "throttle"
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    MAILHUB_THROTTLE_CACHE: {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "mailhub_cache",
+        # One row per active API key; culling (and its COUNT) only starts past this many.
+        "OPTIONS": {"MAX_ENTRIES": 50_000},
+    },
+}
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["api.throttling.ApiKeyRateThrottle"]
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "api.schema.MailhubAutoSchema"
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Mailhub API",
+    "VERSION": "1",
+    "DESCRIPTION": "Transactional mail: send, schedule, template, track. See api/schema.py.",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # The docs page works offline: Swagger UI is served from the installed sidecar package.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",  # operations are tagged by what follows: messages, ...
+    "ENUM_NAME_OVERRIDES": {
+        "DeliveryStatusEnum": "deliveries.states.DeliveryStatus",
+        "MessageStatusEnum": "deliveries.states.MessageStatus",
     },
 }

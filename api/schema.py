@@ -1,0 +1,146 @@
+"""The OpenAPI 3 schema (drf-spectacular): authentication, the problem shape of every error, and
+the error responses each operation can give, so that the schema states everything a client can
+receive (schemathesis checks exactly that in tests/integration/test_api_schema.py)."""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import serializers
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class FieldErrorSerializer(serializers.Serializer):
+    field = serializers.CharField(
+        allow_null=True,
+        help_text="Path of the offending field, e.g. `to[1]` or `attachments[0].content`; "
+        "null for an error about the whole object.",
+    )
+    code = serializers.CharField(help_text="Machine-readable, e.g. `invalid_address`, `max_size`.")
+    message = serializers.CharField(help_text="For people.")
+
+
+class ProblemSerializer(serializers.Serializer):
+    """RFC 9457 problem details; every 4xx answer has this shape."""
+
+    type = serializers.CharField(help_text="`https://mailhub.dev/problems/<code>`")
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    code = serializers.CharField(help_text="Machine-readable reason, e.g. `validation_error`.")
+    detail = serializers.CharField(help_text="What went wrong, for people.")
+    errors = FieldErrorSerializer(
+        many=True, required=False, help_text="Field errors (validation errors only)."
+    )
+    retry_after = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Seconds to wait (429 only)."
+    )
+
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    name="Idempotency-Key",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Makes a retry safe: the first successful (2xx) answer to a key is stored for at least "
+        "24 h and returned again, with `Idempotent-Replayed: true`, for any later request with "
+        "the same key and the same body, even one sent at the same moment; nothing is created "
+        "twice. The same key with another method, path or body is a 422 "
+        "`idempotency_key_reused`. Keys are per client: 1 to 255 printable ASCII characters. "
+        "An answer that is not a 2xx is not stored, so a corrected request may reuse the key."
+    ),
+)
+
+REPLAYED = OpenApiParameter(
+    name="Idempotent-Replayed",
+    location=OpenApiParameter.HEADER,
+    response=[200, 201, 202, 207],
+    type=str,
+    enum=["true"],
+    description="Present when this is the stored answer to an earlier request with the same "
+    "Idempotency-Key.",
+)
+
+_DESCRIPTIONS = {
+    400: "Invalid input: `validation_error` with a field error per problem, `parse_error`.",
+    401: "No API key, or not a valid one (`not_authenticated`, `invalid_api_key`).",
+    404: "Not found, or not this client's (the two are not told apart).",
+    413: "The request body is larger than MAILHUB_MAX_REQUEST_BYTES (`request_too_large`).",
+    415: "The body is not `application/json` (`unsupported_media_type`).",
+    429: "The key's requests per minute are used up (`throttled`); see `Retry-After`.",
+}
+
+
+class MailhubAutoSchema(AutoSchema):
+    """Adds the problem responses every API operation can give to what the view declares."""
+
+    def _error_codes(self) -> list[int]:
+        codes = [401, 429]
+        has_body = self.method in ("POST", "PUT", "PATCH")
+        if has_body or self._get_filter_parameters() or self._get_pagination_parameters():
+            codes.append(400)
+        if has_body:
+            codes += [413, 415]
+        if "{" in self.path:
+            codes.append(404)
+        return codes
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        for code in self._error_codes():
+            if str(code) in responses:
+                continue
+            response = self._get_response_for_code(
+                ProblemSerializer, str(code), media_types=[PROBLEM_MEDIA_TYPE], direction=direction
+            )
+            response["description"] = _DESCRIPTIONS[code]
+            if code == 429:
+                response["headers"] = {
+                    "Retry-After": {
+                        "schema": {"type": "integer"},
+                        "description": "Seconds until the key may send again.",
+                    }
+                }
+            responses[str(code)] = response
+        return responses
+
+
+def problem_responses(*codes_and_descriptions: tuple[int, str]) -> dict:
+    """``extend_schema(responses=...)`` entries for problems specific to one operation."""
+    from drf_spectacular.utils import OpenApiResponse
+
+    return {
+        (code, PROBLEM_MEDIA_TYPE): OpenApiResponse(ProblemSerializer, description=description)
+        for code, description in codes_and_descriptions
+    }
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "api.authentication.ApiKeyAuthentication"
+    name = ["bearerAuth", "apiKeyHeader"]
+
+    def get_security_definition(self, auto_schema):
+        bearer = build_bearer_security_scheme_object(
+            header_name="Authorization",
+            token_prefix="Bearer",  # noqa: S106 - the scheme's name, not a secret
+        )
+        bearer["description"] = (
+            "`Authorization: Bearer mh_...` (create a key: `manage.py create_api_key`)."
+        )
+        return [
+            bearer,
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-Api-Key",
+                "description": "The same key in `X-Api-Key: mh_...`, for clients that cannot set "
+                "Authorization.",
+            },
+        ]
+
+    def get_security_requirement(self, auto_schema):
+        return [{"bearerAuth": []}, {"apiKeyHeader": []}]
