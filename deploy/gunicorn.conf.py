@@ -1,0 +1,69 @@
+"""Gunicorn configuration for Mailhub's web process (the REST API and the admin).
+
+Used by the Procfile's `web` line: ``gunicorn mailhub.wsgi -c deploy/gunicorn.conf.py``.
+Gunicorn reads this file before it imports Django, so it reads its few variables itself (and
+must not import ``mailhub``, whose settings would then load in the master process).
+
+    MAILHUB_BIND       host:port to listen on, comma-separated for several   127.0.0.1:8000
+    GUNICORN_WORKERS   worker processes                       2 * CPUs + 1, at most 8
+    GUNICORN_THREADS   threads per worker                                        4
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"gunicorn.conf.py: {name} must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise SystemExit(f"gunicorn.conf.py: {name} must be at least 1, got {value}")
+    return value
+
+
+# Set explicitly, always: without it gunicorn would listen on 0.0.0.0:$PORT, and honcho sets
+# PORT for every process it starts.
+bind = [
+    address.strip()
+    for address in os.environ.get("MAILHUB_BIND", "127.0.0.1:8000").split(",")
+    if address.strip()
+]
+
+# The classic 2 * CPUs + 1, capped: each thread keeps its own Postgres connection (CONN_MAX_AGE),
+# and 8 workers x 4 threads = 32 connections leaves room for the Celery pools under Postgres's
+# default max_connections of 100.
+workers = _positive_int("GUNICORN_WORKERS", min(2 * (os.cpu_count() or 1) + 1, 8))
+# Threads, because a request spends most of its time waiting on Postgres and the broker publish.
+worker_class = "gthread"
+threads = _positive_int("GUNICORN_THREADS", 4)
+
+# An API request is a few queries and one publish (given up after about a second when RabbitMQ
+# is down), so a worker silent for 30 s is stuck, not busy.
+timeout = 30
+# On SIGTERM, requests in flight get this long to finish before their worker is killed.
+graceful_timeout = 20
+keepalive = 5
+
+# Recycling workers bounds the damage of any slow leak; the jitter keeps them from all
+# restarting at the same moment.
+max_requests = 2000
+max_requests_jitter = 200
+
+# Everything to stdout/stderr: honcho, systemd or the container runtime collects it.
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("MAILHUB_LOG_LEVEL", "info").lower()
+
+proc_name = "mailhub-web"
+# Gunicorn >= 25.1 opens a control socket (for `gunicornc`), by default one per user in $HOME;
+# keep it with this checkout so that two stacks on one machine do not fight over it.
+control_socket = str(_ROOT / "var" / "gunicorn.ctl")
