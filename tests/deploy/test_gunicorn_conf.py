@@ -1,0 +1,80 @@
+"""deploy/gunicorn.conf.py: it imports, sizes the API from the CPU count, takes its overrides from
+the environment, and gunicorn itself accepts it with Mailhub's application."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import subprocess
+import sys
+
+import pytest
+
+from tests.deploy.conftest import DEPLOY
+from tests.support.workers import ROOT
+
+CONF = DEPLOY / "gunicorn.conf.py"
+KNOBS = ("MAILHUB_BIND", "GUNICORN_WORKERS", "GUNICORN_THREADS", "MAILHUB_LOG_LEVEL")
+
+
+def load(monkeypatch, **env: str) -> dict:
+    for name in KNOBS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(CONF))
+
+
+def test_without_overrides_it_sizes_workers_from_the_cpu_count_and_binds_loopback(monkeypatch):
+    conf = load(monkeypatch)
+    assert conf["workers"] == min(2 * (os.cpu_count() or 1) + 1, 8)
+    assert (conf["worker_class"], conf["threads"]) == ("gthread", 4)
+    assert conf["bind"] == ["127.0.0.1:8000"]
+    # Requests in flight get time to finish on SIGTERM; the stop timeouts of the systemd unit
+    # and the Kubernetes pod are sized from this.
+    assert 0 < conf["graceful_timeout"] < 30
+
+
+def test_the_environment_overrides_bind_workers_and_threads(monkeypatch):
+    conf = load(
+        monkeypatch,
+        MAILHUB_BIND="0.0.0.0:8000, 127.0.0.1:8001",
+        GUNICORN_WORKERS="3",
+        GUNICORN_THREADS="8",
+    )
+    assert conf["bind"] == ["0.0.0.0:8000", "127.0.0.1:8001"]
+    assert (conf["workers"], conf["threads"]) == (3, 8)
+
+
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_a_bad_worker_count_stops_gunicorn_with_the_variable_named(monkeypatch, value):
+    with pytest.raises(SystemExit, match="GUNICORN_WORKERS"):
+        load(monkeypatch, GUNICORN_WORKERS=value)
+
+
+def test_gunicorn_accepts_the_configuration_and_loads_the_application(tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "MAILHUB_BIND": "127.0.0.1:0",
+        "GUNICORN_WORKERS": "1",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--check-config",
+            "-c",
+            str(CONF),
+            "--control-socket",
+            str(tmp_path / "check.ctl"),
+            "mailhub.wsgi",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,130 @@
+"""A real API process for tests: gunicorn with deploy/gunicorn.conf.py, as production runs it."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.sink import free_port
+from tests.support.workers import ROOT
+
+GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
+
+
+class ApiServer:
+    """``gunicorn mailhub.wsgi -c deploy/gunicorn.conf.py`` on a free loopback port.
+
+    The configuration file is the production one; only its environment knobs (bind address,
+    worker and thread counts) and the control socket's path differ, so that several servers
+    from one checkout can run side by side.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        env: dict[str, str],
+        log_dir: Path,
+        workers: int = 1,
+        threads: int = 4,
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.log_path = log_dir / f"api-{name}.log"
+        self.command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "mailhub.wsgi",
+            "-c",
+            str(GUNICORN_CONF),
+            "--control-socket",
+            str(log_dir / f"api-{name}.ctl"),
+        ]
+        self.env = {
+            **env,
+            "MAILHUB_BIND": f"127.0.0.1:{self.port}",
+            "GUNICORN_WORKERS": str(workers),
+            "GUNICORN_THREADS": str(threads),
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self, *, ready_timeout: float = 60.0) -> ApiServer:
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            self.command,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"API {self.name} exited at start:\n{self.log_tail()}")
+            if self._answers():
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"API {self.name} not ready in {ready_timeout} s:\n{self.log_tail()}")
+
+    def _answers(self) -> bool:
+        # Any HTTP answer (a 401 without a key) shows that a worker has loaded Django.
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            connection.request("GET", "/api/v1/messages")
+            connection.getresponse().read()
+            return True
+        except OSError:
+            return False
+        finally:
+            connection.close()
+
+    def connect(self, *, timeout: float = 30.0) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def stop(self, *, timeout: float = 30.0) -> None:
+        """Graceful stop (SIGTERM: requests in flight finish), then SIGKILL if it hangs."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def requests_served(self, method: str, path: str) -> int:
+        """How many requests the access log shows for ``method path``."""
+        needle = f'"{method} {path} '
+        return self.log_path.read_text(errors="replace").count(needle)
+
+
+def post_json(
+    connection: http.client.HTTPConnection, path: str, body: dict, *, key: str
+) -> tuple[int, dict]:
+    """POST ``body`` as JSON on a kept-alive connection; return the status and the JSON answer."""
+    connection.request(
+        "POST",
+        path,
+        body=json.dumps(body).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {key}",
+            "Host": "127.0.0.1",
+        },
+    )
+    response = connection.getresponse()
+    payload = response.read()
+    return response.status, json.loads(payload) if payload else {}
