@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from celery import shared_task
-from celery.signals import worker_process_shutdown
+from celery.signals import task_prerun, worker_process_shutdown
 from django.conf import settings
+from django.db import close_old_connections
 
 from deliveries.dispatcher import deliveries_dispatch
-from deliveries.services import delivery_send
+from deliveries.services import deliveries_send
 from deliveries.smtp import SmtpTransport
 
 _transport: SmtpTransport | None = None
@@ -32,10 +33,17 @@ def _close_transport(**_: object) -> None:
         _transport.close()
 
 
+@task_prerun.connect
+def _drop_broken_database_connections(**_: object) -> None:
+    # Workers keep their database connection across tasks (CELERY_DB_REUSE_MAX); this closes it
+    # when the last task left it broken (say Postgres restarted) so the next task reconnects.
+    close_old_connections()
+
+
 @shared_task(bind=True, acks_late=True, ignore_result=True)
-def deliver_message(self, message_id: str) -> None:
-    delivery_send(
-        message_id=message_id,
+def deliver_messages(self, message_ids: list[str]) -> None:
+    deliveries_send(
+        message_ids=message_ids,
         task_id=self.request.id or "",
         worker=self.request.hostname or "",
         transport=process_transport(),

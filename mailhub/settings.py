@@ -161,6 +161,10 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower shows live tasks
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fix-up closes the database connection around every task unless told to reuse
+# it; reconnecting cost more than the task itself. Broken connections are still dropped at once
+# (deliveries.tasks closes unusable ones before each task).
+CELERY_DB_REUSE_MAX = 1000
 
 # --- Delivery policy ----------------------------------------------------------------------------
 MAILHUB_SMTP = parse_smtp_url(
@@ -192,6 +196,10 @@ MAILHUB_MESSAGE_LIFETIME_SECONDS = env_float("MAILHUB_MESSAGE_LIFETIME_SECONDS",
 MAILHUB_REPUBLISH_AFTER_SECONDS = env_float("MAILHUB_REPUBLISH_AFTER_SECONDS", 60.0, minimum=1)
 MAILHUB_DISPATCH_INTERVAL_SECONDS = env_float("MAILHUB_DISPATCH_INTERVAL_SECONDS", 5.0, minimum=0.1)
 MAILHUB_DISPATCH_BATCH = env_int("MAILHUB_DISPATCH_BATCH", 1000, minimum=1)
+# Messages per delivery task: claimed, sent over one connection and recorded together. Larger
+# batches cost fewer transactions per message; a worker that dies mid-batch may send the
+# messages already sent in it again (the duplicate window), so keep it modest.
+MAILHUB_TASK_BATCH_SIZE = env_int("MAILHUB_TASK_BATCH_SIZE", 20, minimum=1)
 
 # --- Input limits -------------------------------------------------------------------------------
 MAILHUB_MAX_RECIPIENTS = env_int("MAILHUB_MAX_RECIPIENTS", 50, minimum=1)

@@ -87,6 +87,33 @@ def mail_stack(django_db_setup, django_db_blocker) -> Iterator[SmtpSink]:
         _delete_test_queues()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _flush_survives_deadlocks() -> Iterator[None]:
+    """Retry the between-tests TRUNCATE when Postgres picks it as a deadlock victim.
+
+    The workers keep running between tests (the dispatcher ticks every 0.5 s), so the flush that
+    ends a transactional test can deadlock with a worker's transaction. Either side may be
+    chosen as the victim; a worker recovers by itself, the flush is simply run again.
+    """
+    from django.db import OperationalError
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    original = DatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        for attempt in range(5):
+            try:
+                return original(self, sql_list)
+            except OperationalError as exc:
+                if "deadlock detected" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.2)
+
+    DatabaseOperations.execute_sql_flush = execute_sql_flush
+    yield
+    DatabaseOperations.execute_sql_flush = original
+
+
 @pytest.fixture
 def sink(mail_stack: SmtpSink, transactional_db) -> SmtpSink:
     """The SMTP sink, emptied and unscripted; the test's rows are committed for the workers."""

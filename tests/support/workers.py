@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +36,8 @@ class WorkerProcess:
             "-Q",
             ",".join(queues),
             "-n",
-            f"{name}@%h",
+            # Unique: two workers of one name on one broker fight over their control queue.
+            f"{name}-{uuid.uuid4().hex[:6]}@%h",
             "-c",
             str(concurrency),
             "-l",
@@ -45,7 +47,9 @@ class WorkerProcess:
         ]
         if beat:
             self.command += ["-B", "-s", str(log_dir / f"beat-{name}.schedule")]
-        self.env = env
+        # Celery's pool processes ignore SIGTERM with this set, so that a TERM sent to the whole
+        # process group (as stop() does) is a warm shutdown, not the death of a running task.
+        self.env = {**env, "REMAP_SIGTERM": "SIGTERM"}
         self.process: subprocess.Popen | None = None
 
     def start(self, *, ready_timeout: float = 60.0) -> WorkerProcess:

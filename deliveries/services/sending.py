@@ -1,0 +1,268 @@
+"""Delivering: claim a batch of messages' queued deliveries, send each message in one SMTP
+transaction over the worker's reused connection, record every recipient's outcome."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parseaddr
+from uuid import UUID
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from deliveries import conf
+from deliveries.mime import build_mime
+from deliveries.models import Attachment, Attempt, Delivery, Message, Suppression
+from deliveries.policy import (
+    Decision,
+    ReplyClass,
+    SmtpReply,
+    Stage,
+    classify,
+    decide,
+    is_hard_bounce,
+)
+from deliveries.services.accept import suppression_add
+from deliveries.services.transitions import (
+    Outcome,
+    deliveries_settle,
+    deliveries_transition,
+    delivery_transition,
+    messages_refresh_status,
+)
+from deliveries.smtp import Envelope, Transport
+from deliveries.states import DeliveryStatus, MessageStatus
+
+S = DeliveryStatus
+
+
+@dataclass
+class Claim:
+    """One message's deliveries that this task now owns, under a lease."""
+
+    message: Message
+    claimed: list[Delivery]  # `attempts` already counts this attempt
+    recipients: list[Delivery] = field(default_factory=list)  # all of them, for the headers
+    attachments: list[Attachment] = field(default_factory=list)
+    attempts: dict[int, Attempt] = field(default_factory=dict)  # by delivery id
+
+
+def deliveries_claim(
+    *, message_ids: Sequence[UUID | str], task_id: str, worker: str
+) -> list[Claim]:
+    """Take the queued deliveries of these messages for this task, one ``Claim`` per message.
+
+    Rows locked by another worker are skipped, so a task published twice sends once. The lease
+    (``next_attempt_at`` while sending) tells the dispatcher when to assume this worker died.
+    Deliveries of a message past its lifetime are failed here instead of being sent.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("message")
+            .filter(message_id__in=message_ids, status=S.QUEUED)
+            .order_by("message_id", "id")
+        )
+        if not rows:
+            return []
+        expired = [row for row in rows if row.message.expires_at <= now]
+        live = [row for row in rows if row.message.expires_at > now]
+        if expired:
+            deliveries_transition(
+                delivery_ids=[row.id for row in expired],
+                to=S.FAILED,
+                next_attempt_at=None,
+                last_reply="message lifetime exceeded before it could be sent",
+            )
+            messages_refresh_status(message_ids={row.message_id for row in expired})
+        if not live:
+            return []
+        deliveries_transition(
+            delivery_ids=[row.id for row in live],
+            to=S.SENDING,
+            attempts=F("attempts") + 1,
+            next_attempt_at=now + conf.lease(),
+        )
+        claims: dict[UUID, Claim] = {}
+        for row in live:
+            row.attempts += 1
+            row.status = S.SENDING
+            claims.setdefault(row.message_id, Claim(message=row.message, claimed=[]))
+            claims[row.message_id].claimed.append(row)
+        attempts = Attempt.objects.bulk_create(
+            Attempt(
+                delivery=row,
+                number=row.attempts,
+                task_id=task_id or "",
+                worker=worker or "",
+                started_at=now,
+            )
+            for row in live
+        )
+        for attempt in attempts:
+            claims[attempt.delivery.message_id].attempts[attempt.delivery_id] = attempt
+        # A message with a delivery being sent is `sending`, whatever its other deliveries do
+        # (see states.message_status_for), so no need to read them.
+        Message.objects.filter(id__in=claims).exclude(status=MessageStatus.SENDING).update(
+            status=MessageStatus.SENDING
+        )
+    for recipient in (
+        Delivery.objects.filter(message_id__in=claims)
+        .only("message_id", "address", "name", "kind")
+        .order_by("id")
+    ):
+        claims[recipient.message_id].recipients.append(recipient)
+    for attachment in Attachment.objects.filter(message_id__in=claims).order_by("id"):
+        claims[attachment.message_id].attachments.append(attachment)
+    return list(claims.values())
+
+
+def _reply_text(reply: SmtpReply, decision: Decision) -> str:
+    text = str(reply)
+    return f"{text}; {decision.reason}" if decision.reason and decision.status == S.FAILED else text
+
+
+def attempts_record(
+    *, claims: Sequence[Claim], replies: Mapping[int, SmtpReply], durations: Mapping[UUID, int]
+) -> dict[int, Decision]:
+    """Record every claimed delivery's reply and move it on, in one transaction.
+
+    ``replies`` and the result are keyed by delivery id, ``durations`` (ms) by message id. A
+    delivery whose lease expired meanwhile was taken back by the dispatcher; its attempt still
+    gets the server's reply (so a late success shows up as a likely duplicate), but its status is
+    left to whoever owns it now.
+    """
+    now = timezone.now()
+    policy = conf.retry_policy()
+    decisions: dict[int, Decision] = {}
+    outcomes: list[Outcome] = []
+    bounces: list[tuple[int, str, SmtpReply]] = []
+    for claim in claims:
+        for delivery in claim.claimed:
+            reply = replies[delivery.id]
+            decision = decide(
+                reply_class=classify(reply),
+                attempts=delivery.attempts,
+                now=now,
+                expires_at=claim.message.expires_at,
+                policy=policy,
+            )
+            decisions[delivery.id] = decision
+            outcomes.append(
+                Outcome(
+                    delivery_id=delivery.id,
+                    message_id=claim.message.id,
+                    client_id=claim.message.client_id,
+                    address=delivery.address,
+                    attempts=delivery.attempts,
+                    decision=decision,
+                    reply=reply,
+                    reply_text=_reply_text(reply, decision),
+                )
+            )
+            if decision.status == S.BOUNCED and is_hard_bounce(reply):
+                bounces.append((claim.message.client_id, delivery.address, reply))
+            attempt = claim.attempts[delivery.id]
+            attempt.outcome = Attempt.Outcome(decision.status.value)
+            attempt.smtp_code = reply.code
+            attempt.enhanced_code = reply.enhanced_code
+            attempt.reply = reply.text
+            attempt.duration_ms = durations.get(claim.message.id)
+    with transaction.atomic():
+        deliveries_settle(outcomes=outcomes)
+        for client_id, address, reply in bounces:
+            suppression_add(
+                client_id=client_id,
+                address=address,
+                reason=Suppression.Reason.HARD_BOUNCE,
+                detail=str(reply),
+            )
+        Attempt.objects.bulk_update(
+            [attempt for claim in claims for attempt in claim.attempts.values()],
+            ["outcome", "smtp_code", "enhanced_code", "reply", "duration_ms"],
+        )
+        messages_refresh_status(message_ids=[claim.message.id for claim in claims])
+    return decisions
+
+
+def _is_relay_failure(replies: Mapping[int, SmtpReply]) -> bool:
+    """True when the relay itself failed (unreachable, refused us, or out of time) before any
+    recipient was even named; a failure later in a transaction may be this message's own."""
+    return all(reply.stage is Stage.CONNECT for reply in replies.values())
+
+
+def deliveries_send(
+    *, message_ids: Sequence[UUID | str], task_id: str, worker: str, transport: Transport
+) -> dict[int, Decision]:
+    """Claim these messages' queued deliveries, send each message, record all outcomes.
+
+    Safe to run twice: a second run finds nothing to claim. SMTP is never spoken inside a
+    database transaction. When the relay cannot be reached for one message, the rest of the batch
+    is deferred with the same reply instead of waiting out the same timeouts again.
+    """
+    claims = deliveries_claim(message_ids=message_ids, task_id=task_id, worker=worker)
+    if not claims:
+        return {}
+    # The transport stops a little before the lease ends (every SMTP command is bounded by what
+    # is left), so the dispatcher never takes back a delivery whose attempt is still running.
+    deadline = time.monotonic() + max(conf.lease().total_seconds() - 10, 1)
+    replies: dict[int, SmtpReply] = {}
+    durations: dict[UUID, int] = {}
+    relay_failure: SmtpReply | None = None
+    for claim in claims:
+        if relay_failure is not None:
+            replies.update({delivery.id: relay_failure for delivery in claim.claimed})
+            continue
+        message_started = time.monotonic()
+        by_address = transport.send(_envelope(claim), deadline=deadline)
+        durations[claim.message.id] = int((time.monotonic() - message_started) * 1000)
+        message_replies = {d.id: by_address[d.address] for d in claim.claimed}
+        replies.update(message_replies)
+        if _is_relay_failure(message_replies):
+            relay_failure = next(iter(message_replies.values()))
+    return attempts_record(claims=claims, replies=replies, durations=durations)
+
+
+def _envelope(claim: Claim) -> Envelope:
+    return Envelope(
+        sender=parseaddr(claim.message.sender)[1],
+        recipients=[delivery.address for delivery in claim.claimed],
+        content=build_mime(claim.message, claim.recipients, claim.attachments),
+    )
+
+
+def delivery_mark_lost(
+    *, delivery_id: int, attempts: int, expires_at: datetime, now: datetime
+) -> Decision:
+    """Settle a delivery whose worker's lease expired: the attempt is lost, the delivery retried.
+
+    Counted as a failed attempt on purpose: a message that crashes its worker every time must
+    end as `failed`, not loop forever.
+    """
+    reply = SmtpReply(None, "worker lost: its lease expired before it reported", Stage.DATA)
+    decision = decide(
+        reply_class=ReplyClass.TEMPORARY,
+        attempts=attempts,
+        now=now,
+        expires_at=expires_at,
+        policy=conf.retry_policy(),
+    )
+    moved = delivery_transition(
+        delivery_id=delivery_id,
+        to=decision.status,
+        where=Q(status=S.SENDING, attempts=attempts),
+        next_attempt_at=decision.next_attempt_at,
+        last_code=None,
+        last_enhanced_code="",
+        last_reply=_reply_text(reply, decision),
+    )
+    if moved:
+        Attempt.objects.filter(
+            delivery_id=delivery_id, number=attempts, outcome=Attempt.Outcome.PENDING
+        ).update(outcome=Attempt.Outcome.LOST, reply=reply.text)
+    return decision
