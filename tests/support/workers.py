@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,8 +35,9 @@ class WorkerProcess:
             "-Q",
             ",".join(queues),
             "-n",
-            # Unique: two workers of one name on one broker fight over their control queue.
-            f"{name}-{uuid.uuid4().hex[:6]}@%h",
+            # Two workers of one name on one broker would fight over their control queue; the
+            # control exchange carries the run's queue prefix (settings), which keeps them apart.
+            f"{name}@%h",
             "-c",
             str(concurrency),
             "-l",
