@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "api",
     "deliveries",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -216,6 +217,61 @@ CELERY_BEAT_SCHEDULE = {
         # A tick that waited longer than one interval is stale; the next one does its work.
         "options": {"queue": MAILHUB_DISPATCH_QUEUE, "expires": MAILHUB_DISPATCH_INTERVAL_SECONDS},
     },
+}
+
+# --- Webhooks: signed event notifications ---------------------------------------------------------
+# Webhook work has a queue of its own, consumed by its own worker pool: a slow client endpoint
+# can hold webhook workers, never the mail queues.
+MAILHUB_WEBHOOK_QUEUE = f"{MAILHUB_QUEUE_PREFIX}webhooks"
+CELERY_TASK_QUEUES.append(
+    Queue(MAILHUB_WEBHOOK_QUEUE, _exchange, routing_key=MAILHUB_WEBHOOK_QUEUE, durable=True)
+)
+# How often beat runs the webhook tick: fan new events out to endpoints, publish due endpoints.
+MAILHUB_WEBHOOK_INTERVAL_SECONDS = env_float("MAILHUB_WEBHOOK_INTERVAL_SECONDS", 1.0, minimum=0.1)
+# Events read per fan-out transaction, and at most this many transactions per tick.
+MAILHUB_WEBHOOK_FANOUT_BATCH = env_int("MAILHUB_WEBHOOK_FANOUT_BATCH", 1000, minimum=1)
+# Events per POST: a backlog drains in big batches instead of one request per event.
+MAILHUB_WEBHOOK_MAX_BATCH = env_int("MAILHUB_WEBHOOK_MAX_BATCH", 100, minimum=1)
+# Connect timeout, and the whole request (connect, send, response head and excerpt) limit.
+MAILHUB_WEBHOOK_CONNECT_TIMEOUT_SECONDS = env_float(
+    "MAILHUB_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 3.0, minimum=0.1
+)
+MAILHUB_WEBHOOK_TIMEOUT_SECONDS = env_float("MAILHUB_WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+# One task sends an endpoint's batches one after the other for at most this long, then hands the
+# rest to the next tick, so that one busy endpoint cannot keep a worker to itself.
+MAILHUB_WEBHOOK_TASK_BUDGET_SECONDS = env_float(
+    "MAILHUB_WEBHOOK_TASK_BUDGET_SECONDS", 30.0, minimum=1
+)
+# A published delivery task not started within this time is published again (lost publish).
+MAILHUB_WEBHOOK_REPUBLISH_AFTER_SECONDS = env_float(
+    "MAILHUB_WEBHOOK_REPUBLISH_AFTER_SECONDS", 60.0, minimum=1
+)
+# Backoff of a failing endpoint: 10 s, 20 s, 40 s ... capped at one hour, minus up to 20 % jitter.
+MAILHUB_WEBHOOK_RETRY_BASE_SECONDS = env_float(
+    "MAILHUB_WEBHOOK_RETRY_BASE_SECONDS", 10.0, minimum=0
+)
+MAILHUB_WEBHOOK_RETRY_FACTOR = env_float("MAILHUB_WEBHOOK_RETRY_FACTOR", 2.0, minimum=1)
+MAILHUB_WEBHOOK_RETRY_CAP_SECONDS = env_float(
+    "MAILHUB_WEBHOOK_RETRY_CAP_SECONDS", 3600.0, minimum=0
+)
+MAILHUB_WEBHOOK_RETRY_JITTER = env_float("MAILHUB_WEBHOOK_RETRY_JITTER", 0.2, minimum=0)
+# An event not delivered this long after it was fanned out is given up (GET /api/v1/events still
+# has it), and an endpoint failing every attempt for this long is disabled automatically.
+MAILHUB_WEBHOOK_RETRY_HORIZON_SECONDS = env_float(
+    "MAILHUB_WEBHOOK_RETRY_HORIZON_SECONDS", 86400.0, minimum=1
+)
+MAILHUB_WEBHOOK_DISABLE_AFTER_SECONDS = env_float(
+    "MAILHUB_WEBHOOK_DISABLE_AFTER_SECONDS", 86400.0, minimum=1
+)
+# Server-side request forgery guard. Off in production: webhook URLs must be https and resolve to
+# public addresses only. The tests turn on http and loopback to reach their own receiver.
+MAILHUB_WEBHOOK_ALLOW_HTTP = env_bool("MAILHUB_WEBHOOK_ALLOW_HTTP", False)
+MAILHUB_WEBHOOK_ALLOW_LOOPBACK = env_bool("MAILHUB_WEBHOOK_ALLOW_LOOPBACK", False)
+MAILHUB_WEBHOOK_ALLOW_PRIVATE = env_bool("MAILHUB_WEBHOOK_ALLOW_PRIVATE", False)
+CELERY_BEAT_SCHEDULE["webhooks-tick"] = {
+    "task": "webhooks.tasks.tick",
+    "schedule": MAILHUB_WEBHOOK_INTERVAL_SECONDS,
+    "options": {"queue": MAILHUB_WEBHOOK_QUEUE, "expires": MAILHUB_WEBHOOK_INTERVAL_SECONDS},
 }
 
 # --- API: batches, idempotency, scheduling, templates, attachments, rate limits, OpenAPI ---------

@@ -1,0 +1,152 @@
+"""The event document (the same in ``GET /api/v1/events`` and in every webhook body) and the
+webhook endpoint's input and output shapes."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from deliveries.models import Event
+from webhooks.models import (
+    DISABLED_FIELDS,
+    EVENT_TYPES,
+    HEALTH_FIELDS,
+    Endpoint,
+    WebhookAttempt,
+)
+from webhooks.selectors import EVENT_COLUMNS, EventFilter, Position
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 100
+
+
+class EventSerializer(serializers.ModelSerializer):
+    """Expects the event's message loaded (``select_related``) for its tags and metadata."""
+
+    message_id = serializers.UUIDField(read_only=True)
+    tags = serializers.ListField(source="message.tags", read_only=True)
+    metadata = serializers.DictField(source="message.metadata", read_only=True)
+
+    class Meta:
+        model = Event
+        fields = [*EVENT_COLUMNS, "tags", "metadata"]
+        read_only_fields = fields
+
+
+class _StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know, so that a typo is an error rather than ignored."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            writable = {name for name, field in self.fields.items() if not field.read_only}
+            unknown = sorted(set(data) - writable)
+            if unknown:
+                raise serializers.ValidationError(
+                    {
+                        name: [serializers.ErrorDetail("Unknown field.", code="unknown_field")]
+                        for name in unknown
+                    }
+                )
+        return super().to_internal_value(data)
+
+
+class EventTypesField(serializers.ListField):
+    child = serializers.ChoiceField(choices=EVENT_TYPES)
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(allow_empty=False, **kwargs)
+
+    def to_internal_value(self, data) -> list[str]:
+        chosen = set(super().to_internal_value(data))
+        return [event_type for event_type in EVENT_TYPES if event_type in chosen]
+
+
+class WebhookInputSerializer(_StrictSerializer):
+    url = serializers.CharField(max_length=2000)
+    event_types = EventTypesField(required=False)
+    description = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    enabled = serializers.BooleanField(required=False)
+
+
+class WebhookSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Endpoint
+        fields = [
+            "id",
+            "url",
+            "event_types",
+            "description",
+            "enabled",
+            *DISABLED_FIELDS,
+            *HEALTH_FIELDS,
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class WebhookAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookAttempt
+        fields = [
+            "id",
+            "started_at",
+            "duration_ms",
+            "status_code",
+            "succeeded",
+            "error",
+            "response_excerpt",
+            "event_ids",
+        ]
+        read_only_fields = fields
+
+
+class EventQuerySerializer(serializers.Serializer):
+    """The query string of ``GET /api/v1/events``."""
+
+    type = serializers.ListField(child=serializers.ChoiceField(choices=EVENT_TYPES), required=False)
+    message = serializers.UUIDField(required=False)
+    recipient = serializers.CharField(max_length=254, required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+    order = serializers.ChoiceField(choices=["newest", "oldest"], default="newest")
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=DEFAULT_PAGE)
+    cursor = serializers.CharField(required=False)
+
+    @classmethod
+    def from_query(cls, query_params) -> EventQuerySerializer:
+        """``type`` may be repeated or comma-separated: ``?type=bounced,failed``."""
+        data = {key: query_params.get(key) for key in query_params if key != "type"}
+        types = [t.strip() for value in query_params.getlist("type") for t in value.split(",")]
+        if types:
+            data["type"] = [t for t in types if t]
+        return cls(data=data)
+
+    def to_internal_value(self, data):
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {
+                    name: [serializers.ErrorDetail("Unknown parameter.", code="unknown_field")]
+                    for name in unknown
+                }
+            )
+        return super().to_internal_value(data)
+
+    def validate_cursor(self, value: str) -> Position:
+        try:
+            return Position.decode(value)
+        except ValueError:
+            raise serializers.ValidationError(
+                "Not a cursor from this API; follow the `next` link.", code="invalid_cursor"
+            ) from None
+
+    def to_filter(self) -> EventFilter:
+        data = self.validated_data
+        return EventFilter(
+            types=tuple(data.get("type", ())),
+            message_id=data.get("message"),
+            recipient=data.get("recipient", ""),
+            created_after=data.get("created_after"),
+            created_before=data.get("created_before"),
+            oldest_first=data["order"] == "oldest",
+        )

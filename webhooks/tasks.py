@@ -1,0 +1,28 @@
+"""Celery entry points for webhooks, all on the `webhooks` queue: thin wrappers over services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from webhooks import conf
+from webhooks.services import endpoint_deliver, webhooks_tick
+
+# The task stops starting new requests after its budget; each request is bounded by the timeout.
+# The soft limit is a backstop that only a bug could reach.
+_DELIVER_LIMIT = conf.task_budget() + conf.timeout() + conf.connect_timeout() + 30
+
+
+@shared_task(ignore_result=True)
+def tick() -> None:
+    webhooks_tick()
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=_DELIVER_LIMIT,
+    time_limit=_DELIVER_LIMIT + 30,
+)
+def deliver(self, endpoint_id: str, claim: str) -> None:
+    endpoint_deliver(endpoint_id=endpoint_id, claim=claim, task_id=self.request.id or "")
