@@ -21,8 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# The documentation that holds the verification snippet clients copy (whichever exists).
-DOCUMENTS = [ROOT / "README.md", ROOT / "docs" / "webhooks.md"]
+# The documentation that holds the verification snippet clients copy.
+DOCUMENTS = [ROOT / "README.md"]
 _PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 SNIPPET_FUNCTION = "verify_mailhub_signature"
 
