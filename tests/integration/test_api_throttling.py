@@ -1,0 +1,103 @@
+"""Rate limits per API key: 429 with Retry-After in the problem shape, a limit per key, and one
+count shared by every API process (the counters are in Postgres)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings as django_settings
+from rest_framework.test import APIClient
+
+from api.models import ApiKey
+from deliveries.models import Message
+from tests.builders import make_actor, message_payload
+from tests.integration.test_api_input import assert_problem
+from tests.support.workers import ROOT
+
+pytestmark = pytest.mark.integration
+
+URL = "/api/v1/messages"
+
+
+def limit_key(actor, per_minute: int | None) -> None:
+    ApiKey.objects.filter(client=actor.client).update(rate_limit_per_minute=per_minute)
+
+
+def test_requests_past_the_keys_limit_get_429_with_retry_after(acme):
+    limit_key(acme, 3)
+    assert [acme.api.get(URL).status_code for _ in range(3)] == [200, 200, 200]
+
+    refused = acme.api.get(URL)
+
+    body = assert_problem(refused, status=429, code="throttled")
+    retry_after = int(refused["Retry-After"])
+    assert 1 <= retry_after <= 120
+    assert body["retry_after"] == retry_after
+
+
+def test_a_refused_request_does_nothing(acme):
+    limit_key(acme, 1)
+    assert acme.api.post(URL, message_payload(), format="json").status_code == 202
+    assert acme.api.post(URL, message_payload(), format="json").status_code == 429
+    assert Message.objects.count() == 1
+
+
+def test_without_a_limit_of_its_own_a_key_gets_the_default(acme, settings):
+    settings.MAILHUB_API_RATE_LIMIT_PER_MINUTE = 2
+    assert [acme.api.get(URL).status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_each_key_has_its_own_count_and_its_own_limit(acme, globex):
+    limit_key(acme, 1)
+    limit_key(globex, 3)
+    assert [acme.api.get(URL).status_code for _ in range(2)] == [200, 429]
+    assert [globex.api.get(URL).status_code for _ in range(4)] == [200, 200, 200, 429]
+
+    second_key = make_actor("acme")  # the same client, a new key: a count of its own
+    assert second_key.api.get(URL).status_code == 200
+
+
+def test_an_unauthenticated_request_is_refused_as_such_not_throttled(acme):
+    limit_key(acme, 1)
+    acme.api.get(URL)
+    assert_problem(APIClient().get(URL), status=401, code="not_authenticated")
+
+
+_OTHER_PROCESS = """
+import os, django
+django.setup()
+from django.test import Client
+client = Client(HTTP_AUTHORIZATION="Bearer " + os.environ["KEY"])
+for _ in range(2):
+    print(client.get("/api/v1/messages", SERVER_NAME="localhost").status_code)
+"""
+
+
+def test_the_count_is_shared_by_separate_api_processes(transactional_db, acme):
+    limit_key(acme, 3)
+    assert acme.api.get(URL).status_code == 200
+    assert acme.api.get(URL).status_code == 200
+    db = django_settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/"
+        f"{db['NAME']}",
+        "KEY": acme.key,
+    }
+
+    other = subprocess.run(
+        [sys.executable, "-c", _OTHER_PROCESS],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.split() == ["200", "429"]  # the third request of the minute, then none
+    assert_problem(acme.api.get(URL), status=429, code="throttled")
