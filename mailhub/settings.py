@@ -322,3 +322,41 @@ SPECTACULAR_SETTINGS = {
         "MessageStatusEnum": "deliveries.states.MessageStatus",
     },
 }
+
+# --- Operations: admin, management commands, health, metrics, Django email backend ---------------
+# Flower and the workers' remote control share the broker with any other stack on it; a prefix of
+# their exchanges keeps one stack's Flower, `mailq` and /metrics from seeing another's workers.
+CELERY_CONTROL_EXCHANGE = f"{MAILHUB_QUEUE_PREFIX}celery"
+CELERY_EVENT_EXCHANGE = f"{MAILHUB_QUEUE_PREFIX}celeryev"
+# /healthz and /readyz answer probes addressed by IP, whatever ALLOWED_HOSTS says.
+MIDDLEWARE.insert(0, "deliveries.health.HealthCheckMiddleware")
+# This project's own mail (password resets, error reports) goes through Mailhub itself.
+EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "deliveries.backends.MailhubBackend")
+# The client that mail sent through deliveries.backends.MailhubBackend belongs to (created on
+# first use), and its priority unless a message carries an X-Mailhub-Priority header.
+MAILHUB_EMAIL_BACKEND_CLIENT = env_str("MAILHUB_EMAIL_BACKEND_CLIENT", "django")
+MAILHUB_EMAIL_BACKEND_PRIORITY = env_str("MAILHUB_EMAIL_BACKEND_PRIORITY", "normal")
+if MAILHUB_EMAIL_BACKEND_PRIORITY not in MAILHUB_QUEUES:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "MAILHUB_EMAIL_BACKEND_PRIORITY must be one of high, normal, low, "
+        f"got {MAILHUB_EMAIL_BACKEND_PRIORITY!r}"
+    )
+DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "Mailhub <mailhub@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The client `send_test_mail` sends as (created on first use).
+MAILHUB_OPS_CLIENT = env_str("MAILHUB_OPS_CLIENT", "operations")
+# /readyz: how long RabbitMQ may take to accept a connection before the instance is not ready.
+MAILHUB_READY_BROKER_TIMEOUT_SECONDS = env_float(
+    "MAILHUB_READY_BROKER_TIMEOUT_SECONDS", 1.0, minimum=0.1
+)
+# /metrics: with a token set, scrapers must send `Authorization: Bearer <token>`.
+MAILHUB_METRICS_TOKEN = env_str("MAILHUB_METRICS_TOKEN", "")
+# /metrics asks the workers for their pool state by broadcast and waits this long for replies.
+MAILHUB_METRICS_INSPECT_TIMEOUT_SECONDS = env_float(
+    "MAILHUB_METRICS_INSPECT_TIMEOUT_SECONDS", 1.0, minimum=0.1
+)
+# /metrics counts rows once they are this old, so that one stamped just before its transaction
+# committed is not missed.
+MAILHUB_METRICS_LAG_SECONDS = env_float("MAILHUB_METRICS_LAG_SECONDS", 30.0, minimum=0)

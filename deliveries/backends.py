@@ -1,0 +1,158 @@
+"""A Django email backend that hands mail to Mailhub in-process.
+
+    EMAIL_BACKEND = "deliveries.backends.MailhubBackend"
+
+``send_mail``, ``EmailMessage`` (attachments included, inline ``Content-ID`` parts too) and
+``EmailMultiAlternatives`` become queued Mailhub messages of the client named by
+``MAILHUB_EMAIL_BACKEND_CLIENT``, validated exactly as the REST API validates them. The priority
+comes from an ``X-Mailhub-Priority: high|normal|low`` header, else from
+``MAILHUB_EMAIL_BACKEND_PRIORITY``; an ``X-Mailhub-Tags: a, b`` header sets tags.
+
+All messages of one ``send_messages`` call are accepted in one transaction. Inside the caller's
+own transaction (``ATOMIC_REQUESTS``, ``transaction.atomic``) they are published only when that
+transaction commits: a rolled-back order confirmation is never sent.
+
+A Django project that does not share Mailhub's database sends through the REST API instead
+(README, "Sending from another Django project").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import mimetypes
+from collections.abc import Sequence
+from email.mime.base import MIMEBase
+from email.utils import formataddr, getaddresses
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.message import DEFAULT_ATTACHMENT_MIME_TYPE
+
+from api.errors import field_errors
+from api.serializers import RESERVED_HEADERS, MessageCreateSerializer
+from api.services import client_get_or_create
+from deliveries.services import AttachmentDraft, MessageDraft, messages_accept
+
+logger = logging.getLogger(__name__)
+
+PRIORITY_HEADER = "x-mailhub-priority"
+TAGS_HEADER = "x-mailhub-tags"
+
+
+class InvalidEmail(ValueError):
+    """An EmailMessage Mailhub cannot accept; the message says which field and why."""
+
+
+class MailhubBackend(BaseEmailBackend):
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        drafts = []
+        for email in email_messages:
+            if not email.recipients():
+                continue
+            try:
+                drafts.append(email_to_draft(email))
+            except InvalidEmail:
+                if not self.fail_silently:
+                    raise
+                logger.warning("not sent through Mailhub: %r", email.subject, exc_info=True)
+        if not drafts:
+            return 0
+        try:
+            client = client_get_or_create(name=settings.MAILHUB_EMAIL_BACKEND_CLIENT)
+            messages_accept(client=client, drafts=drafts)
+        except Exception:
+            if not self.fail_silently:
+                raise
+            logger.exception("Mailhub could not accept %d message(s)", len(drafts))
+            return 0
+        return len(drafts)
+
+
+def email_to_draft(email: EmailMessage) -> MessageDraft:
+    """Translate a Django EmailMessage into a validated MessageDraft, or raise InvalidEmail."""
+    headers = {name: str(value) for name, value in email.extra_headers.items()}
+    lowered = {name.lower(): name for name in headers}
+    priority = headers.pop(lowered.get(PRIORITY_HEADER, ""), None)
+    tags = headers.pop(lowered.get(TAGS_HEADER, ""), "")
+    sender = headers.pop(lowered.get("from", ""), None) or email.from_email
+    reply_to = list(email.reply_to) or _addresses(headers.pop(lowered.get("reply-to", ""), ""))
+    # Mailhub writes To, Cc, Date and Message-ID itself (one Message-ID for every attempt) from
+    # the envelope it delivers to; a copy given as an extra header is dropped, not sent twice.
+    dropped = [name for name in headers if name.lower() in RESERVED_HEADERS]
+    for name in dropped:
+        del headers[name]
+    if dropped:
+        logger.debug("dropped headers Mailhub writes itself: %s", ", ".join(dropped))
+    text, html = _bodies(email)
+    payload = {
+        "from": sender,
+        "to": list(email.to),
+        "cc": list(email.cc),
+        "bcc": list(email.bcc),
+        "reply_to": reply_to,
+        "subject": str(email.subject),
+        # The API insists on a body; Django allows an empty one (say, attachments only).
+        "text": text if text or html else " ",
+        "html": html,
+        "headers": headers,
+        "priority": (priority or settings.MAILHUB_EMAIL_BACKEND_PRIORITY).strip().lower(),
+    }
+    serializer = MessageCreateSerializer(data=payload)
+    if not serializer.is_valid():
+        problems = "; ".join(
+            f"{error['field']}: {error['message']}" if error["field"] else error["message"]
+            for error in field_errors(serializer.errors)
+        )
+        raise InvalidEmail(f"Mailhub cannot send {email.subject!r}: {problems}")
+    return dataclasses.replace(
+        serializer.to_draft(),
+        text=text,
+        tags=[tag.strip() for tag in tags.split(",") if tag.strip()],
+        attachments=[_attachment(part) for part in email.attachments],
+    )
+
+
+def _addresses(header: str) -> list[str]:
+    return [formataddr(pair) for pair in getaddresses([header]) if pair[1]]
+
+
+def _bodies(email: EmailMessage) -> tuple[str, str]:
+    text, html = "", ""
+    if email.content_subtype == "html":
+        html = email.body
+    else:
+        text = email.body
+    for alternative in getattr(email, "alternatives", ()):
+        content, mimetype = alternative[0], alternative[1]
+        if mimetype == "text/html" and not html:
+            html = str(content)
+        elif mimetype == "text/plain" and not text:
+            text = str(content)
+        else:
+            raise InvalidEmail(f"unsupported alternative part {mimetype!r} (text/html only)")
+    return text, html
+
+
+def _attachment(part: MIMEBase | tuple) -> AttachmentDraft:
+    if isinstance(part, MIMEBase):
+        content_id = (part.get("Content-ID") or "").strip().strip("<>")
+        payload = part.get_payload(decode=True)
+        if payload is None:  # a multipart or message/rfc822 part: keep its bytes as they are
+            payload = part.as_bytes()
+        return AttachmentDraft(
+            filename=part.get_filename() or "",
+            content_type=part.get_content_type(),
+            content=payload,
+            content_id=content_id,
+        )
+    filename, content, mimetype = part[0], part[1], part[2]
+    mimetype = mimetype or mimetypes.guess_type(filename or "")[0] or DEFAULT_ATTACHMENT_MIME_TYPE
+    if isinstance(content, EmailMessage):
+        content = content.message().as_bytes()
+    elif hasattr(content, "as_bytes"):
+        content = content.as_bytes()
+    elif isinstance(content, str):
+        content = content.encode("utf-8")
+    return AttachmentDraft(filename=filename or "", content_type=mimetype, content=content)

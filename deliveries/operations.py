@@ -1,0 +1,384 @@
+"""Operator services: what the admin's actions and the management commands do.
+
+Every status change goes through ``deliveries_transition``, so an operator's move obeys the state
+machine exactly as a worker's does, and a row that moved meanwhile is skipped rather than
+overwritten. Each service selects only the statuses it may move *from*: a delivered delivery is
+never touched by any of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from api.models import ApiKey, Client
+from api.services import api_key_revoke
+from deliveries import conf
+from deliveries.models import Attachment, Attempt, Delivery, Event, Message, Suppression
+from deliveries.publisher import messages_publish
+from deliveries.services import (
+    AttachmentDraft,
+    MessageDraft,
+    Recipient,
+    deliveries_transition,
+    messages_accept,
+    messages_refresh_status,
+)
+from deliveries.states import ACTIVE, DeliveryStatus, MessageStatus
+
+S = DeliveryStatus
+
+#: What each operator action may move a delivery from.
+RETRYABLE = (S.DEFERRED, S.FAILED)
+CANCELLABLE = (S.SCHEDULED, S.QUEUED, S.DEFERRED)
+REQUEUEABLE = (S.QUEUED,)
+
+#: Message statuses after which nothing will happen to a message any more.
+FINISHED_MESSAGE_STATUSES = (
+    MessageStatus.DELIVERED,
+    MessageStatus.PARTIALLY_DELIVERED,
+    MessageStatus.BOUNCED,
+    MessageStatus.FAILED,
+    MessageStatus.CANCELLED,
+    MessageStatus.SUPPRESSED,
+)
+
+
+@dataclass
+class OperationResult:
+    """How many deliveries an operation was asked about and how many it actually changed."""
+
+    requested: int = 0
+    changed: int = 0
+    messages: set[UUID] = field(default_factory=set)  # messages with a changed delivery
+    published: int = 0  # messages whose delivery task was published after commit
+
+    @property
+    def skipped(self) -> int:
+        return self.requested - self.changed
+
+    def add(self, other: OperationResult) -> None:
+        self.requested += other.requested
+        self.changed += other.changed
+        self.messages |= other.messages
+        self.published += other.published
+
+
+# -- selecting deliveries --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliverySelection:
+    """Which deliveries an operator means, as the commands' options name them.
+
+    Empty fields do not filter. Ages are measured from when the message was accepted, through
+    the index on ``Message.created_at``.
+    """
+
+    message_ids: Sequence[UUID] = ()
+    delivery_ids: Sequence[int] = ()
+    statuses: Sequence[str] = ()
+    domain: str = ""
+    older_than: timedelta | None = None
+    newer_than: timedelta | None = None
+    client: str = ""
+    priority: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.message_ids
+            or self.delivery_ids
+            or self.statuses
+            or self.domain
+            or self.older_than
+            or self.newer_than
+            or self.client
+            or self.priority
+        )
+
+
+def deliveries_select(*, selection: DeliverySelection, allowed: Sequence[str]) -> QuerySet:
+    """The deliveries the selection names, restricted to the ``allowed`` statuses."""
+    statuses = [s for s in (selection.statuses or allowed) if s in allowed]
+    queryset = Delivery.objects.filter(status__in=statuses)
+    now = timezone.now()
+    if selection.message_ids:
+        queryset = queryset.filter(message_id__in=selection.message_ids)
+    if selection.delivery_ids:
+        queryset = queryset.filter(id__in=selection.delivery_ids)
+    if selection.domain:
+        queryset = queryset.filter(address__iendswith="@" + selection.domain.lstrip("@"))
+    if selection.older_than is not None:
+        queryset = queryset.filter(message__created_at__lte=now - selection.older_than)
+    if selection.newer_than is not None:
+        queryset = queryset.filter(message__created_at__gte=now - selection.newer_than)
+    if selection.client:
+        queryset = queryset.filter(message__client__name=selection.client)
+    if selection.priority:
+        queryset = queryset.filter(message__priority=selection.priority)
+    return queryset
+
+
+def chunked(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# -- retry, requeue, cancel ------------------------------------------------------------------
+
+
+def _publish_after_commit(result: OperationResult, to_publish: dict[UUID, str]) -> None:
+    if not to_publish:
+        return
+
+    def publish() -> None:
+        result.published += messages_publish(messages=to_publish.items())
+
+    # After commit, so a worker never finds the row still in its old status. A lost publish
+    # loses nothing: the rows are `queued` and the dispatcher publishes them again.
+    transaction.on_commit(publish, robust=True)
+
+
+def deliveries_retry_now(*, delivery_ids: Collection[int]) -> OperationResult:
+    """Send failed and deferred deliveries again now, without waiting for their next attempt.
+
+    A failed delivery's message has usually outlived its lifetime; the message gets a new one
+    from now, or the worker would fail the delivery again on claiming it. The attempt counter is
+    kept (attempt numbers stay unique), so a delivery that had used up its attempts gets this one
+    try: if it is deferred again, the retry policy fails it.
+    """
+    result = OperationResult(requested=len(delivery_ids))
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            Delivery.objects.filter(id__in=delivery_ids, status__in=RETRYABLE)
+            .select_for_update(of=("self",))
+            .values_list("id", "message_id", "status", "message__priority")
+        )
+        failed_messages = {message_id for _, message_id, status, _ in rows if status == S.FAILED}
+        if failed_messages:
+            Message.objects.filter(
+                id__in=failed_messages, expires_at__lt=now + conf.message_lifetime()
+            ).update(expires_at=now + conf.message_lifetime())
+        # `where` keeps `scheduled -> queued` out: releasing held mail early is not a retry.
+        result.changed = deliveries_transition(
+            delivery_ids=[row[0] for row in rows],
+            to=S.QUEUED,
+            where=Q(status__in=RETRYABLE),
+            next_attempt_at=now + conf.republish_after(),
+        )
+        result.messages = {row[1] for row in rows}
+        messages_refresh_status(message_ids=result.messages)
+        _publish_after_commit(result, {row[1]: row[3] for row in rows})
+    return result
+
+
+def deliveries_requeue(*, delivery_ids: Collection[int]) -> OperationResult:
+    """Publish the tasks of queued deliveries again now (say, after RabbitMQ lost its queues).
+
+    The dispatcher does the same on its own once ``MAILHUB_REPUBLISH_AFTER_SECONDS`` have passed;
+    this does not wait. No status changes: a queued delivery already means "a task is due".
+    Duplicate tasks are harmless, the claim lets only one of them send.
+    """
+    result = OperationResult(requested=len(delivery_ids))
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            Delivery.objects.filter(id__in=delivery_ids, status__in=REQUEUEABLE)
+            .select_for_update(of=("self",), skip_locked=True)
+            .values_list("id", "message_id", "message__priority")
+        )
+        # Not a status change: only the time the dispatcher would republish it, pushed back.
+        result.changed = Delivery.objects.filter(
+            id__in=[row[0] for row in rows], status=S.QUEUED
+        ).update(next_attempt_at=now + conf.republish_after(), updated_at=now)
+        result.messages = {row[1] for row in rows}
+        _publish_after_commit(result, {row[1]: row[2] for row in rows})
+    return result
+
+
+def deliveries_cancel(*, delivery_ids: Collection[int], reason: str = "") -> OperationResult:
+    """Cancel deliveries not yet sent (scheduled, queued, deferred).
+
+    A delivery being sent right now is left alone: its SMTP transaction may already be done.
+    """
+    result = OperationResult(requested=len(delivery_ids))
+    with transaction.atomic():
+        message_ids = set(
+            Delivery.objects.filter(id__in=delivery_ids, status__in=CANCELLABLE).values_list(
+                "message_id", flat=True
+            )
+        )
+        result.changed = deliveries_transition(
+            delivery_ids=delivery_ids,
+            to=S.CANCELLED,
+            next_attempt_at=None,
+            last_reply=reason or "cancelled by an operator",
+        )
+        messages_refresh_status(message_ids=message_ids)
+        result.messages = message_ids
+    return result
+
+
+def deliveries_of_messages(*, message_ids: Iterable[UUID], statuses: Sequence[str]) -> list[int]:
+    return list(
+        Delivery.objects.filter(message_id__in=list(message_ids), status__in=statuses)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+
+
+# -- resend ----------------------------------------------------------------------------------
+
+
+def messages_resend(*, message_ids: Collection[UUID]) -> list[Message]:
+    """Accept a copy of each message as a new message, to all its recipients.
+
+    The original is not changed. The copy has its own id, Message-ID, lifetime and deliveries,
+    goes through the suppression list again, and names its original in
+    ``metadata["resent_from"]``.
+    """
+    originals = list(
+        Message.objects.filter(id__in=list(message_ids))
+        .order_by("created_at")
+        .prefetch_related("deliveries", "attachments")
+    )
+    drafts_by_client: dict[int, list[MessageDraft]] = defaultdict(list)
+    for original in originals:
+        drafts_by_client[original.client_id].append(_draft_copy_of(original))
+    resent: list[Message] = []
+    with transaction.atomic():
+        for client in Client.objects.filter(id__in=list(drafts_by_client)):
+            resent.extend(messages_accept(client=client, drafts=drafts_by_client[client.id]))
+    return resent
+
+
+def _draft_copy_of(message: Message) -> MessageDraft:
+    deliveries = sorted(message.deliveries.all(), key=lambda d: d.id)
+    return MessageDraft(
+        sender=message.sender,
+        recipients=[Recipient(address=d.address, name=d.name, kind=d.kind) for d in deliveries],
+        subject=message.subject,
+        text=message.text_body,
+        html=message.html_body,
+        reply_to=list(message.reply_to),
+        headers=dict(message.headers),
+        priority=message.priority,
+        tags=list(message.tags),
+        metadata={**message.metadata, "resent_from": str(message.id)},
+        attachments=[
+            AttachmentDraft(
+                filename=a.filename,
+                content_type=a.content_type,
+                content=bytes(a.content),
+                content_id=a.content_id,
+            )
+            for a in message.attachments.all()
+        ],
+        template_name=message.template_name,
+    )
+
+
+# -- retention -------------------------------------------------------------------------------
+
+
+def messages_purgeable(*, created_before: datetime, client: str = "") -> QuerySet:
+    """Finished messages accepted before the cutoff (range scan on ``Message.created_at``)."""
+    queryset = Message.objects.filter(
+        created_at__lt=created_before, status__in=FINISHED_MESSAGE_STATUSES
+    )
+    if client:
+        queryset = queryset.filter(client__name=client)
+    return queryset
+
+
+def messages_purge(
+    *,
+    created_before: datetime,
+    batch_size: int = 1000,
+    client: str = "",
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Delete finished messages accepted before ``created_before`` with everything they own
+    (deliveries, attempts, events, attachments), ``batch_size`` messages per transaction.
+
+    Return how many messages were deleted. Short transactions keep locks brief and let the
+    purge be interrupted and run again at any point.
+    """
+    total = 0
+    while True:
+        deleted = _purge_batch(created_before=created_before, batch_size=batch_size, client=client)
+        if not deleted:
+            return total
+        total += deleted
+        if on_batch is not None:
+            on_batch(deleted)
+
+
+def _purge_batch(*, created_before: datetime, batch_size: int, client: str) -> int:
+    with transaction.atomic():
+        # Locked, and re-checked for active deliveries: a message an operator is retrying right
+        # now is skipped, not deleted under the worker's feet.
+        ids = list(
+            messages_purgeable(created_before=created_before, client=client)
+            .exclude(deliveries__status__in=sorted(ACTIVE))
+            .order_by("created_at")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[:batch_size]
+        )
+        if not ids:
+            return 0
+        # Children first, each one DELETE. Django's cascading delete would first load every
+        # message (bodies and all) and every delivery into memory.
+        Event.objects.filter(message_id__in=ids).delete()
+        Attempt.objects.filter(delivery__message_id__in=ids).delete()
+        Attachment.objects.filter(message_id__in=ids).delete()
+        deliveries = Delivery.objects.filter(message_id__in=ids)
+        deliveries._raw_delete(deliveries.db)
+        messages = Message.objects.filter(id__in=ids)
+        return messages._raw_delete(messages.db)
+
+
+# -- suppressions and API keys ---------------------------------------------------------------
+
+
+def suppression_remove(*, client_id: int, address: str) -> bool:
+    """Take an address off a client's suppression list; return False if it was not on it."""
+    deleted, _ = Suppression.objects.filter(client_id=client_id, address=address.lower()).delete()
+    return deleted > 0
+
+
+def api_keys_revoke(*, key_ids: Collection[int]) -> int:
+    """Revoke keys; return how many were active until now."""
+    return sum(api_key_revoke(key=key) for key in ApiKey.objects.filter(id__in=list(key_ids)))
+
+
+# -- bulk sending ----------------------------------------------------------------------------
+
+
+def file_fingerprint(content: bytes) -> str:
+    """What identifies one bulk-send file across runs: the SHA-256 of its bytes."""
+    return hashlib.sha256(content).hexdigest()
+
+
+def bulk_tag(fingerprint: str) -> str:
+    """The tag every message of one bulk-send file carries (<= 64 chars, GIN-indexed)."""
+    return f"bulk:{fingerprint[:32]}"
+
+
+def bulk_rows_done(*, client: Client, fingerprint: str) -> set[int]:
+    """Row numbers of this file already accepted for this client, found through the tags index."""
+    rows = Message.objects.filter(client=client, tags__contains=[bulk_tag(fingerprint)])
+    return {
+        int(row) for row in rows.values_list("metadata__bulk_row", flat=True) if row is not None
+    }
