@@ -240,7 +240,7 @@ MAILHUB_WEBHOOK_TIMEOUT_SECONDS = env_float("MAILHUB_WEBHOOK_TIMEOUT_SECONDS", 1
 # One task sends an endpoint's batches one after the other for at most this long, then hands the
 # rest to the next tick, so that one busy endpoint cannot keep a worker to itself.
 MAILHUB_WEBHOOK_TASK_BUDGET_SECONDS = env_float(
-    "MAILHUB_WEBHOOK_TASK_BUDGET_SECONDS", 30.0, minimum=1
+    "MAILHUB_WEBHOOK_TASK_BUDGET_SECONDS", 10.0, minimum=1
 )
 # A published delivery task not started within this time is published again (lost publish).
 MAILHUB_WEBHOOK_REPUBLISH_AFTER_SECONDS = env_float(
@@ -360,3 +360,7 @@ MAILHUB_METRICS_INSPECT_TIMEOUT_SECONDS = env_float(
 # /metrics counts rows once they are this old, so that one stamped just before its transaction
 # committed is not missed.
 MAILHUB_METRICS_LAG_SECONDS = env_float("MAILHUB_METRICS_LAG_SECONDS", 30.0, minimum=0)
+
+# --- Webhooks: the OpenAPI schema -----------------------------------------------------------------
+# Event types appear in event documents, webhook endpoints and filters: one name for all of them.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["EventTypeEnum"] = "deliveries.models.Event.Type"

@@ -16,7 +16,7 @@ from api.models import Client
 from deliveries.models import Event
 from webhooks.models import Endpoint, WebhookAttempt
 
-#: The event's own columns in the event document (``webhooks.serializers.EventSerializer``),
+#: The event's own columns in the event document (``webhooks.serializers.EventDocumentSerializer``),
 #: which adds its message's tags and metadata.
 EVENT_COLUMNS = (
     "id",

@@ -19,7 +19,7 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 100
 
 
-class EventSerializer(serializers.ModelSerializer):
+class EventDocumentSerializer(serializers.ModelSerializer):
     """Expects the event's message loaded (``select_related``) for its tags and metadata."""
 
     message_id = serializers.UUIDField(read_only=True)
@@ -84,6 +84,21 @@ class WebhookSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class WebhookCreatedSerializer(WebhookSerializer):
+    secret = serializers.CharField(
+        read_only=True,
+        help_text="Signs every request to this endpoint. Shown in this answer only: store it.",
+    )
+
+    class Meta(WebhookSerializer.Meta):
+        fields = [*WebhookSerializer.Meta.fields, "secret"]
+        read_only_fields = fields
+
+
+class WebhookListSerializer(serializers.Serializer):
+    results = WebhookSerializer(many=True)
+
+
 class WebhookAttemptSerializer(serializers.ModelSerializer):
     class Meta:
         model = WebhookAttempt
@@ -103,14 +118,24 @@ class WebhookAttemptSerializer(serializers.ModelSerializer):
 class EventQuerySerializer(serializers.Serializer):
     """The query string of ``GET /api/v1/events``."""
 
-    type = serializers.ListField(child=serializers.ChoiceField(choices=EVENT_TYPES), required=False)
-    message = serializers.UUIDField(required=False)
-    recipient = serializers.CharField(max_length=254, required=False)
-    created_after = serializers.DateTimeField(required=False)
-    created_before = serializers.DateTimeField(required=False)
-    order = serializers.ChoiceField(choices=["newest", "oldest"], default="newest")
+    type = serializers.ListField(
+        child=serializers.ChoiceField(choices=EVENT_TYPES),
+        required=False,
+        help_text="Any of these types (repeat the parameter, or separate them with commas).",
+    )
+    message = serializers.UUIDField(required=False, help_text="Events of this message.")
+    recipient = serializers.CharField(
+        max_length=254, required=False, help_text="Events of this recipient, any case."
+    )
+    created_after = serializers.DateTimeField(required=False, help_text="Inclusive.")
+    created_before = serializers.DateTimeField(required=False, help_text="Exclusive.")
+    order = serializers.ChoiceField(
+        choices=["newest", "oldest"],
+        default="newest",
+        help_text="`oldest` reads forward from a point, e.g. to catch up after an outage.",
+    )
     limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=DEFAULT_PAGE)
-    cursor = serializers.CharField(required=False)
+    cursor = serializers.CharField(required=False, help_text="From `next`.")
 
     @classmethod
     def from_query(cls, query_params) -> EventQuerySerializer:
@@ -150,3 +175,24 @@ class EventQuerySerializer(serializers.Serializer):
             created_before=data.get("created_before"),
             oldest_first=data["order"] == "oldest",
         )
+
+
+class _PageSerializer(serializers.Serializer):
+    next = serializers.URLField(
+        allow_null=True, help_text="The next page, with every parameter kept; null on the last."
+    )
+
+
+class EventPageSerializer(_PageSerializer):
+    results = EventDocumentSerializer(many=True)
+
+
+class WebhookAttemptPageSerializer(_PageSerializer):
+    results = WebhookAttemptSerializer(many=True)
+
+
+class WebhookAttemptQuerySerializer(serializers.Serializer):
+    before = serializers.IntegerField(
+        min_value=1, required=False, help_text="From `next`: attempts older than this one."
+    )
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=DEFAULT_PAGE)

@@ -43,7 +43,7 @@ from webhooks.models import (
 )
 from webhooks.publisher import endpoints_publish
 from webhooks.selectors import events_with_message
-from webhooks.serializers import EventSerializer
+from webhooks.serializers import EventDocumentSerializer
 from webhooks.signing import SIGNATURE_HEADER, secret_generate, signature_header
 from webhooks.ssrf import UnsafeUrl, url_check
 from webhooks.transport import HttpResult
@@ -350,7 +350,8 @@ def _batch_take(*, endpoint_id: UUID | str, claim: UUID | str) -> _Batch | None:
 def webhook_body(*, event_ids: list[UUID]) -> bytes:
     """The JSON document POSTed for these events, in the order given."""
     events = {event.id: event for event in events_with_message().filter(id__in=event_ids)}
-    documents = EventSerializer([events[i] for i in event_ids if i in events], many=True).data
+    in_order = [events[event_id] for event_id in event_ids if event_id in events]
+    documents = EventDocumentSerializer(in_order, many=True).data
     return json.dumps(
         {"events": documents}, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False
     ).encode()
