@@ -228,7 +228,7 @@ CELERY_TASK_QUEUES.append(
 )
 # How often beat runs the webhook tick: fan new events out to endpoints, publish due endpoints.
 MAILHUB_WEBHOOK_INTERVAL_SECONDS = env_float("MAILHUB_WEBHOOK_INTERVAL_SECONDS", 1.0, minimum=0.1)
-# Events read per fan-out transaction, and at most this many transactions per tick.
+# Events read per fan-out transaction; a tick runs such transactions for up to one interval.
 MAILHUB_WEBHOOK_FANOUT_BATCH = env_int("MAILHUB_WEBHOOK_FANOUT_BATCH", 1000, minimum=1)
 # Events per POST: a backlog drains in big batches instead of one request per event.
 MAILHUB_WEBHOOK_MAX_BATCH = env_int("MAILHUB_WEBHOOK_MAX_BATCH", 100, minimum=1)

@@ -25,6 +25,10 @@ def queue() -> str:
     return settings.MAILHUB_WEBHOOK_QUEUE
 
 
+def interval() -> float:
+    return settings.MAILHUB_WEBHOOK_INTERVAL_SECONDS
+
+
 def fanout_batch() -> int:
     return settings.MAILHUB_WEBHOOK_FANOUT_BATCH
 

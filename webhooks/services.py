@@ -53,8 +53,6 @@ logger = logging.getLogger(__name__)
 USER_AGENT = "Mailhub-Webhooks/1"
 # Any constant will do; it only has to be the same for every process sharing the database.
 _FANOUT_LOCK = 0x57484B53  # "WHKS"
-# Ticks catch up with a burst of events in a few transactions, but one tick stays short.
-_FANOUT_ROUNDS = 5
 
 _UNSET = object()
 
@@ -180,11 +178,14 @@ def webhooks_tick() -> TickReport:
     """One beat tick: fan new events out, then publish every endpoint that is due."""
     report = TickReport()
     limit = conf.fanout_batch()
-    for _ in range(_FANOUT_ROUNDS):
+    # A burst is caught up in several short transactions, for at most one interval: the next
+    # tick goes on from there, and endpoints are not kept waiting for the whole burst.
+    deadline = time.monotonic() + conf.interval()
+    while True:
         events, notifications = events_fan_out(limit=limit)
         report.events += events
         report.notifications += notifications
-        if events < limit:
+        if events < limit or time.monotonic() >= deadline:
             break
     report.published = endpoints_dispatch()
     return report

@@ -25,6 +25,7 @@ from webhooks.services import (
     endpoint_deliver,
     endpoints_dispatch,
     events_fan_out,
+    webhooks_tick,
 )
 
 pytestmark = pytest.mark.integration
@@ -165,6 +166,16 @@ def test_each_event_is_fanned_out_once_and_a_disabled_endpoint_is_skipped(acme, 
 
     assert Notification.objects.filter(endpoint=enabled).count() == 2
     assert not Notification.objects.filter(endpoint=disabled).exists()
+    assert not Event.objects.filter(fanned_out=False).exists()
+
+
+def test_one_tick_catches_up_with_more_events_than_one_fan_out_batch(acme, settings):
+    settings.MAILHUB_WEBHOOK_FANOUT_BATCH = 2
+    accept(acme, *[f"r{i}@example.com" for i in range(5)])
+
+    report = webhooks_tick()
+
+    assert report.events == 5
     assert not Event.objects.filter(fanned_out=False).exists()
 
 
