@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 
 from deliveries.models import Attachment, Delivery, Message
+
+
+class _CachedHeaderRegistry(HeaderRegistry):
+    """The standard registry builds a new header class on every lookup (``type(...)``), which
+    made it the largest cost of sending; the classes never change, so build each once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+
+_POLICY = SMTP.clone(header_factory=_CachedHeaderRegistry())
 
 
 def _display(name: str, address: str) -> str:
@@ -23,7 +42,7 @@ def build_mime(
     Built once per message and sent to all its recipients in one transaction.
     """
     deliveries = list(deliveries)
-    mime = EmailMessage(policy=SMTP)
+    mime = EmailMessage(policy=_POLICY)
     mime["From"] = message.sender
     to = [_display(d.name, d.address) for d in deliveries if d.kind == Delivery.Kind.TO]
     cc = [_display(d.name, d.address) for d in deliveries if d.kind == Delivery.Kind.CC]

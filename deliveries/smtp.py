@@ -40,6 +40,10 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+# A connection unused for longer than this is checked with RSET before the next message.
+_IDLE_PROBE_SECONDS = 5.0
+
+
 class _Abort(Exception):
     """Ends a transaction early with one reply for every recipient still undecided."""
 
@@ -72,6 +76,7 @@ class SmtpTransport:
         self.helo_name = helo_name
         self._conn: smtplib.SMTP | None = None
         self._deadline = 0.0
+        self._last_used = 0.0
 
     # -- public --------------------------------------------------------------------------------
 
@@ -101,8 +106,18 @@ class SmtpTransport:
     # -- one transaction -----------------------------------------------------------------------
 
     def _transaction(self, envelope: Envelope, replies: dict[str, SmtpReply]) -> None:
-        conn = self._connection()
-        code, text = self._command(Stage.MAIL, lambda: conn.mail(envelope.sender))
+        conn, reused = self._connection()
+        try:
+            code, text = self._command(Stage.MAIL, lambda: conn.mail(envelope.sender))
+        except _Abort as abort:
+            # A reused connection the server has quietly closed fails at its first command;
+            # that says nothing about this message, so open a new one and start again.
+            if not reused or abort.reply.code is not None:
+                raise
+            self.close()
+            conn, _ = self._connection()
+            code, text = self._command(Stage.MAIL, lambda: conn.mail(envelope.sender))
+        self._last_used = time.monotonic()
         if code != 250:
             raise _Abort(SmtpReply(code, _decode(text), Stage.MAIL), drop_connection=code == 421)
 
@@ -169,16 +184,21 @@ class SmtpTransport:
 
     # -- the connection ------------------------------------------------------------------------
 
-    def _connection(self) -> smtplib.SMTP:
-        if self._conn is not None and self._is_alive(self._conn):
-            return self._conn
+    def _connection(self) -> tuple[smtplib.SMTP, bool]:
+        """The open connection (and True), or a new one (and False)."""
+        if self._conn is not None:
+            # Between back-to-back messages the session is ready for the next MAIL (a failed
+            # transaction was reset); only a connection idle for a while is probed first.
+            recently_used = time.monotonic() - self._last_used < _IDLE_PROBE_SECONDS
+            if recently_used or self._is_alive(self._conn):
+                return self._conn, True
         self.close()
         self._conn = self._open()
-        return self._conn
+        return self._conn, False
 
     def _is_alive(self, conn: smtplib.SMTP) -> bool:
-        # RSET doubles as the liveness check: servers close idle connections (RFC 5321 allows
-        # it after 5 minutes), and finding out here costs one round trip instead of an attempt.
+        # Servers close idle connections (RFC 5321 allows it after 5 minutes); an RSET finds
+        # out for the price of one round trip instead of a failed attempt.
         try:
             self._set_timeout(Stage.CONNECT, self.timeout)
             code, _ = conn.rset()

@@ -15,6 +15,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from deliveries import conf
+from deliveries.bulk import update_from_values
 from deliveries.mime import build_mime
 from deliveries.models import Attachment, Attempt, Delivery, Message, Suppression
 from deliveries.policy import (
@@ -182,9 +183,20 @@ def attempts_record(
                 reason=Suppression.Reason.HARD_BOUNCE,
                 detail=str(reply),
             )
-        Attempt.objects.bulk_update(
-            [attempt for claim in claims for attempt in claim.attempts.values()],
-            ["outcome", "smtp_code", "enhanced_code", "reply", "duration_ms"],
+        update_from_values(
+            model=Attempt,
+            columns={
+                "outcome": "varchar",
+                "smtp_code": "smallint",
+                "enhanced_code": "varchar",
+                "reply": "text",
+                "duration_ms": "integer",
+            },
+            rows=[
+                (a.id, a.outcome, a.smtp_code, a.enhanced_code, a.reply, a.duration_ms)
+                for claim in claims
+                for a in claim.attempts.values()
+            ],
         )
         messages_refresh_status(message_ids=[claim.message.id for claim in claims])
     return decisions

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from psycopg2.extras import execute_values
 
+from deliveries.bulk import update_from_values
 from deliveries.models import Delivery, Event, Message
 from deliveries.policy import Decision, SmtpReply
 from deliveries.states import DeliveryStatus, check_transition, message_status_for, sources_of
@@ -125,22 +125,6 @@ class Outcome:
     reply_text: str
 
 
-_SETTLE_SQL = """
-UPDATE {table} AS d
-SET status = v.status, next_attempt_at = v.next_attempt_at, last_code = v.last_code,
-    last_enhanced_code = v.enhanced, last_reply = v.reply, delivered_at = v.delivered_at,
-    updated_at = v.updated_at
-FROM (VALUES %s) AS v(id, attempts, status, next_attempt_at, last_code, enhanced, reply,
-                      delivered_at, updated_at)
-WHERE d.id = v.id AND d.status = 'sending' AND d.attempts = v.attempts
-RETURNING d.id
-"""
-_SETTLE_ROW = (
-    "(%s::bigint, %s::integer, %s::varchar, %s::timestamptz, %s::smallint, %s::varchar,"
-    " %s::text, %s::timestamptz, %s::timestamptz)"
-)
-
-
 def deliveries_settle(*, outcomes: Sequence[Outcome]) -> set[int]:
     """Move deliveries from `sending` to their outcomes in ONE statement, with their events.
 
@@ -168,15 +152,25 @@ def deliveries_settle(*, outcomes: Sequence[Outcome]) -> set[int]:
         )
         for o in outcomes
     ]
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic():
         moved = {
             row[0]
-            for row in execute_values(
-                cursor.cursor,
-                _SETTLE_SQL.format(table=Delivery._meta.db_table),
-                rows,
-                template=_SETTLE_ROW,
-                fetch=True,
+            for row in update_from_values(
+                model=Delivery,
+                columns={
+                    "attempts": "integer",
+                    "status": "varchar",
+                    "next_attempt_at": "timestamptz",
+                    "last_code": "smallint",
+                    "last_enhanced_code": "varchar",
+                    "last_reply": "text",
+                    "delivered_at": "timestamptz",
+                    "updated_at": "timestamptz",
+                },
+                rows=rows,
+                # `attempts = v.attempts` sets nothing new: it is the fencing condition.
+                condition="t.status = 'sending' AND t.attempts = v.attempts",
+                returning="t.id",
             )
         }
         Event.objects.bulk_create(
