@@ -7,7 +7,7 @@ from uuid import UUID
 
 from django.http import JsonResponse
 from django.views.defaults import page_not_found as django_page_not_found
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ErrorDetail, NotFound, ValidationError
 from rest_framework.response import Response
@@ -51,6 +51,84 @@ from deliveries.selectors import (
 )
 from deliveries.services import message_accept, message_cancel, messages_accept, suppression_add
 from deliveries.templating import TemplateProblem
+
+_SEND_EXAMPLES = [
+    OpenApiExample(
+        "A verification code",
+        request_only=True,
+        value={
+            "from": "Shop <no-reply@shop.test>",
+            "to": ["Ann <ann@example.com>"],
+            "subject": "Your code is 123456",
+            "text": "Your verification code is 123456.",
+            "priority": "high",
+            "tags": ["verification"],
+            "metadata": {"user_id": "42"},
+        },
+    ),
+    OpenApiExample(
+        "Scheduled, with an attachment",
+        request_only=True,
+        value={
+            "from": "billing@shop.test",
+            "to": ["ann@example.com"],
+            "subject": "Your invoice",
+            "html": '<p>Invoice attached. <img src="cid:logo@shop"></p>',
+            "send_at": "2030-01-01T09:00:00Z",
+            "attachments": [
+                {
+                    "filename": "invoice.pdf",
+                    "content_type": "application/pdf",
+                    "content": "JVBERi0xLjQK",
+                },
+                {
+                    "filename": "logo.png",
+                    "content_type": "image/png",
+                    "content": "iVBORw0KGgo=",
+                    "disposition": "inline",
+                    "content_id": "logo@shop",
+                },
+            ],
+        },
+    ),
+]
+_BATCH_EXAMPLES = [
+    OpenApiExample(
+        "Per-recipient variables",
+        request_only=True,
+        value={
+            "defaults": {
+                "from": "Shop <no-reply@shop.test>",
+                "subject": "Your order",
+                "text": "Thank you for your order.",
+                "tags": ["orders"],
+            },
+            "messages": [
+                {"to": ["ann@example.com"], "metadata": {"order": "A-1"}},
+                {"to": ["bob@example.com"], "metadata": {"order": "A-2"}},
+            ],
+        },
+    )
+]
+_TEMPLATE_EXAMPLES = [
+    OpenApiExample(
+        "Welcome",
+        request_only=True,
+        value={
+            "name": "welcome",
+            "subject": "Welcome, {{ name }}",
+            "text": 'Hello {{ name|default:"there" }}, your code is {{ code }}.',
+            "html": "<p>Hello {{ name }}, your code is <b>{{ code }}</b>.</p>",
+        },
+    )
+]
+_SUPPRESSION_EXAMPLES = [
+    OpenApiExample(
+        "Unsubscribed",
+        request_only=True,
+        value={"address": "ann@example.com", "reason": "unsubscribe", "detail": "footer link"},
+    )
+]
 
 _IDEMPOTENCY_422 = (
     422,
@@ -101,6 +179,7 @@ class MessageCollection(generics.GenericAPIView):
         "MAILHUB_MAX_BODY_BYTES (1 MiB) per body, MAILHUB_MAX_HEADERS (50) custom headers, "
         "attachments, tags and metadata as described on their fields.",
         request=MessageCreateSerializer,
+        examples=_SEND_EXAMPLES,
         parameters=[IDEMPOTENCY_KEY, REPLAYED, _LOCATION],
         responses={
             202: OpenApiResponse(MessageAcceptedSerializer, description="Accepted."),
@@ -133,6 +212,7 @@ class MessageBatch(APIView):
         "as a whole (not an object, no messages, more than MAILHUB_MAX_BATCH_MESSAGES) is a "
         "400 problem. A batch counts as one request for the rate limit.",
         request=BatchSerializer,
+        examples=_BATCH_EXAMPLES,
         parameters=[IDEMPOTENCY_KEY, REPLAYED],
         responses={
             202: OpenApiResponse(BatchResultSerializer, description="All accepted."),
@@ -253,6 +333,7 @@ class TemplateCollection(generics.GenericAPIView):
         "template prints but the context lacks is a 400 `missing_variable` "
         '(`{{ x|default:"" }}` allows an empty one).',
         request=TemplateSerializer,
+        examples=_TEMPLATE_EXAMPLES,
         parameters=[IDEMPOTENCY_KEY, REPLAYED],
         responses={
             201: TemplateSerializer,
@@ -347,6 +428,7 @@ class SuppressionCollection(generics.GenericAPIView):
         description="Mail to it is then recorded as `suppressed` and never sent. **201** when "
         "added, **200** when it already was (its first reason is kept).",
         request=SuppressionCreateSerializer,
+        examples=_SUPPRESSION_EXAMPLES,
         parameters=[IDEMPOTENCY_KEY, REPLAYED],
         responses={
             201: SuppressionSerializer,
