@@ -61,7 +61,6 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from api.models import Client
 from deliveries.models import Delivery, Event, Message, Priority
@@ -325,6 +324,9 @@ def dashboard(*, now: datetime | None = None) -> Dashboard:
 
 # -- Prometheus ------------------------------------------------------------------------------
 
+#: The classic text format every Prometheus version reads; the names here need nothing newer.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
 #: Accept-to-delivery latency buckets, in seconds: from "instant" to the default 1 h lifetime.
 LATENCY_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 
@@ -581,4 +583,4 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
             response = HttpResponse("a bearer token is required\n", status=401)
             response["WWW-Authenticate"] = 'Bearer realm="mailhub-metrics"'
             return response
-    return HttpResponse(metrics_render(), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(metrics_render(), content_type=CONTENT_TYPE)
