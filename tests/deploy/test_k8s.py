@@ -36,8 +36,17 @@ def by_kind(manifests, kind: str) -> dict[str, dict]:
     return {doc["metadata"]["name"]: doc for doc in manifests if doc["kind"] == kind}
 
 
-def containers(deployment: dict) -> list[dict]:
-    return deployment["spec"]["template"]["spec"]["containers"]
+def pod_spec(workload: dict) -> dict | None:
+    """The pod spec of a Deployment, Job or CronJob; None for other kinds."""
+    if workload["kind"] == "CronJob":
+        return workload["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    if workload["kind"] in ("Deployment", "Job"):
+        return workload["spec"]["template"]["spec"]
+    return None
+
+
+def containers(workload: dict) -> list[dict]:
+    return pod_spec(workload)["containers"]
 
 
 def worker_pools(manifests) -> dict[str, dict]:
@@ -60,10 +69,7 @@ def test_kustomize_renders_every_manifest_in_one_namespace(manifests):
     namespaced = [doc for doc in rendered if doc["kind"] != "Namespace"]
     assert {doc["metadata"]["namespace"] for doc in namespaced} == {"mailhub"}
     images = {
-        container["image"]
-        for doc in rendered
-        if doc["kind"] in ("Deployment", "Job")
-        for container in doc["spec"]["template"]["spec"]["containers"]
+        container["image"] for doc in rendered if pod_spec(doc) for container in containers(doc)
     }
     assert images == {"registry.example.com/mailhub:0.1.0"}
 
@@ -190,8 +196,8 @@ def test_every_secret_and_config_key_the_manifests_use_exists(manifests):
     secret_keys = set(secret["stringData"])
     config_names = set(by_kind(manifests, "ConfigMap"))
     for doc in manifests:
-        if doc["kind"] in ("Deployment", "Job"):
-            for container in doc["spec"]["template"]["spec"]["containers"]:
+        if pod_spec(doc):
+            for container in containers(doc):
                 for source in container.get("envFrom", []):
                     if "secretRef" in source:
                         assert source["secretRef"]["name"] == secret["metadata"]["name"]
@@ -205,3 +211,22 @@ def test_every_secret_and_config_key_the_manifests_use_exists(manifests):
         for ref in auth["spec"]["secretTargetRef"]:
             assert ref["key"] in secret_keys
     assert {"DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL"} <= secret_keys
+
+
+def test_every_pod_runs_as_the_images_user_on_a_read_only_root(manifests):
+    for doc in manifests:
+        spec = pod_spec(doc)
+        if spec is None:
+            continue
+        assert spec["securityContext"]["runAsUser"] == 10001, doc["metadata"]["name"]
+        for container in spec["containers"]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert container["image"] == "mailhub"
+
+
+def test_old_mail_is_purged_nightly_one_run_at_a_time(manifests):
+    purge = by_kind(manifests, "CronJob")["mailhub-purge"]
+    assert purge["spec"]["concurrencyPolicy"] == "Forbid"
+    command = containers(purge)[0]["command"]
+    assert command[:3] == ["python", "manage.py", "purge"]
+    assert command[command.index("--older-than") + 1] == "30d"

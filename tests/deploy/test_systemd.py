@@ -82,7 +82,7 @@ def test_workers_and_the_api_stop_warm_before_they_are_killed():
 
 
 def test_every_service_belongs_to_the_target_and_reads_the_shared_environment():
-    services = sorted(SYSTEMD.glob("mailhub*.service"))
+    services = sorted(set(SYSTEMD.glob("mailhub*.service")) - {SYSTEMD / "mailhub-purge.service"})
     assert {p.name for p in services} == {
         "mailhub-web.service",
         "mailhub-worker@.service",
@@ -99,3 +99,12 @@ def test_every_service_belongs_to_the_target_and_reads_the_shared_environment():
     assert "FLOWER_BASIC_AUTH" in flower["ExecStartPre"]
     beat = unit("mailhub-beat.service")["Service"]
     assert " beat " in beat["ExecStart"] and "/var/lib/mailhub/" in beat["ExecStart"]
+
+
+def test_old_mail_is_purged_daily_by_a_timer_that_catches_up_after_downtime():
+    timer = unit("mailhub-purge.timer")
+    assert timer["Timer"]["Persistent"] == "true"
+    assert timer["Timer"]["OnCalendar"]
+    service = unit("mailhub-purge.service")["Service"]
+    assert service["Type"] == "oneshot"
+    assert "manage.py purge --older-than 30d" in service["ExecStart"]

@@ -31,8 +31,8 @@ class ApiServer:
         *,
         env: dict[str, str],
         log_dir: Path,
-        workers: int = 1,
-        threads: int = 4,
+        workers: int | None = 1,
+        threads: int | None = 4,
     ) -> None:
         self.name = name
         self.port = free_port()
@@ -47,11 +47,12 @@ class ApiServer:
             "--control-socket",
             str(log_dir / f"api-{name}.ctl"),
         ]
+        # None leaves the count to gunicorn.conf.py: the production sizing from the CPU count.
+        sizing = {"GUNICORN_WORKERS": workers, "GUNICORN_THREADS": threads}
         self.env = {
-            **env,
+            **{name: value for name, value in env.items() if name not in sizing},
             "MAILHUB_BIND": f"127.0.0.1:{self.port}",
-            "GUNICORN_WORKERS": str(workers),
-            "GUNICORN_THREADS": str(threads),
+            **{name: str(value) for name, value in sizing.items() if value is not None},
         }
         self.process: subprocess.Popen | None = None
 
