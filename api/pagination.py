@@ -6,6 +6,7 @@ time, and rows created in the same instant (a batch) are told apart by the curso
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
@@ -23,8 +24,9 @@ class CursorPage(CursorPagination):
     def paginate_queryset(self, queryset, request, view=None):
         try:
             return super().paginate_queryset(queryset, request, view)
-        except NotFound:
-            # DRF answers a bad cursor with 404; it is a bad parameter of a list that exists.
+        except (NotFound, DjangoValidationError, ValueError, OverflowError):
+            # DRF answers an undecodable cursor with 404; it is a bad parameter of a list that
+            # exists. A decodable one with a forged position ("p=abc") fails in the query.
             raise serializers.ValidationError(
                 {"cursor": [serializers.ErrorDetail("Invalid cursor.", code="invalid_cursor")]}
             ) from None

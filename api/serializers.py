@@ -789,16 +789,25 @@ class MetadataFilterField(serializers.CharField):
         return key, value
 
 
+class ChoicesField(serializers.ListField):
+    """A repeated query parameter whose values may also be comma-separated: `a,b` or `a&b`."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, list) and all(isinstance(item, str) for item in data):
+            data = [part for item in data for part in item.split(",") if part]
+        return super().to_internal_value(data)
+
+
 class MessageFilterSerializer(serializers.Serializer):
-    status = serializers.ListField(
+    status = ChoicesField(
         child=serializers.ChoiceField(choices=MessageStatus.choices),
         required=False,
-        help_text="Any of these statuses (repeat the parameter).",
+        help_text="Any of these statuses (repeated or comma-separated).",
     )
-    priority = serializers.ListField(
+    priority = ChoicesField(
         child=serializers.ChoiceField(choices=Priority.choices),
         required=False,
-        help_text="Any of these priorities (repeat the parameter).",
+        help_text="Any of these priorities (repeated or comma-separated).",
     )
     recipient = serializers.EmailField(
         required=False, help_text="Messages with this recipient (to, cc or bcc), any case."
@@ -883,8 +892,8 @@ class SuppressionCreateSerializer(StrictSerializer):
 
 
 class SuppressionFilterSerializer(serializers.Serializer):
-    reason = serializers.ListField(
+    reason = ChoicesField(
         child=serializers.ChoiceField(choices=Suppression.Reason.choices),
         required=False,
-        help_text="Any of these reasons (repeat the parameter).",
+        help_text="Any of these reasons (repeated or comma-separated).",
     )

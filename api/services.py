@@ -39,3 +39,12 @@ def api_key_revoke(*, key: ApiKey) -> bool:
     return bool(
         ApiKey.objects.filter(id=key.id, revoked_at__isnull=True).update(revoked_at=timezone.now())
     )
+
+
+def api_key_set_rate_limit(*, key: ApiKey, per_minute: int | None) -> None:
+    """Give the key its own requests-per-minute limit, or ``None`` for the default
+    (``MAILHUB_API_RATE_LIMIT_PER_MINUTE``). Takes effect with the key's next request."""
+    if per_minute is not None and per_minute < 1:
+        raise ValueError("a rate limit is at least 1 request per minute")
+    ApiKey.objects.filter(id=key.id).update(rate_limit_per_minute=per_minute)
+    key.rate_limit_per_minute = per_minute

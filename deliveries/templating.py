@@ -256,7 +256,14 @@ def template_render(*, template, context: Mapping[str, Any]) -> Rendered:
             except TemplateSyntaxError as exc:
                 errors[part] = ("render_error", f"Rendering failed: {exc}")
                 continue
-            except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError) as exc:
+            except (
+                ArithmeticError,
+                AttributeError,
+                LookupError,
+                TypeError,
+                ValueError,
+                RecursionError,
+            ) as exc:
                 # A filter given the wrong kind of value (`divisibleby:0`, a date filter on a
                 # list): the client's template or context, never a worker failure.
                 errors[part] = ("render_error", f"Rendering failed: {type(exc).__name__}: {exc}")

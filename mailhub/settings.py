@@ -303,6 +303,8 @@ CACHES = {
     },
 }
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["api.throttling.ApiKeyRateThrottle"]
+# DRF's JSON parser with a bound on nesting (a deeply nested body is a 400, not a 500).
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["api.parsers.JSONParser"]
 REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "api.schema.MailhubAutoSchema"
 SPECTACULAR_SETTINGS = {
     "TITLE": "Mailhub API",
@@ -322,7 +324,6 @@ SPECTACULAR_SETTINGS = {
         "MessageStatusEnum": "deliveries.states.MessageStatus",
     },
 }
-
 # --- Operations: admin, management commands, health, metrics, Django email backend ---------------
 # Flower and the workers' remote control share the broker with any other stack on it; a prefix of
 # their exchanges keeps one stack's Flower, `mailq` and /metrics from seeing another's workers.

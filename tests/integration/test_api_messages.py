@@ -10,7 +10,7 @@ from datetime import UTC, timedelta
 import pytest
 from django.utils import timezone
 
-from deliveries.models import Attachment, Delivery, Event, Message
+from deliveries.models import Attachment, Delivery, Event, Message, Template
 from deliveries.services import suppression_add
 from tests.builders import message_payload
 from tests.integration.test_api_input import assert_field_error, assert_problem
@@ -255,6 +255,9 @@ def test_the_list_filters_by_status_recipient_tag_metadata_priority_and_time(acm
     Message.objects.filter(id=plain).update(created_at=timezone.now() - timedelta(days=2))
 
     assert ids(acme.api.get(URL, {"status": "suppressed"})) == [suppressed]
+    assert set(ids(acme.api.get(URL, {"status": "suppressed,queued"}))) == set(
+        ids(acme.api.get(URL, {"status": ["suppressed", "queued"]}))
+    )
     assert set(ids(acme.api.get(URL, {"status": ["suppressed", "queued"]}))) == {
         plain,
         tagged,
@@ -280,6 +283,7 @@ def test_the_list_filters_by_status_recipient_tag_metadata_priority_and_time(acm
         ({"metadata": "no-colon"}, "metadata[0]", "invalid_metadata_filter"),
         ({"recipient": "not-an-address"}, "recipient", "invalid"),
         ({"cursor": "garbage"}, "cursor", "invalid_cursor"),
+        ({"cursor": base64.b64encode(b"p=not-a-time").decode()}, "cursor", "invalid_cursor"),
     ],
 )
 def test_a_bad_filter_or_cursor_is_a_400_naming_it(acme, query, field, code):
@@ -359,3 +363,29 @@ def test_another_client_gets_404_for_a_message_and_cannot_cancel_it(acme, globex
 def test_a_malformed_id_under_the_api_is_a_problem_not_an_html_page(acme):
     response = acme.api.get(f"{URL}/not-a-uuid")
     assert_problem(response, status=404, code="not_found")
+
+
+# -- malformed bodies ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [33, 100_000])
+def test_json_nested_too_deeply_is_a_parse_error_not_a_crash(acme, depth):
+    body = "[" * depth + "]" * depth
+    response = acme.api.post(URL, data=body, content_type="application/json")
+    assert_problem(response, status=400, code="parse_error")
+
+
+def test_a_template_context_as_deep_as_allowed_renders_and_one_level_more_is_refused(acme):
+    Template.objects.create(client=acme.client, name="deep", subject="s", text="{{ x }}")
+
+    def payload(levels: int) -> dict:
+        nested: dict = {}
+        for _ in range(levels):
+            nested = {"n": nested}
+        body = message_payload(template="deep", context={"x": "ok", "nested": nested})
+        del body["subject"], body["text"]
+        return body
+
+    # payload, context, nested and 29 more objects: 32 levels, the most MAX_DEPTH allows.
+    assert acme.api.post(URL, payload(29), format="json").status_code == 202
+    assert_problem(acme.api.post(URL, payload(30), format="json"), status=400, code="parse_error")

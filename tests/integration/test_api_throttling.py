@@ -12,6 +12,7 @@ from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
 from api.models import ApiKey
+from api.services import api_key_set_rate_limit
 from deliveries.models import Message
 from tests.builders import make_actor, message_payload
 from tests.integration.test_api_input import assert_problem
@@ -23,7 +24,8 @@ URL = "/api/v1/messages"
 
 
 def limit_key(actor, per_minute: int | None) -> None:
-    ApiKey.objects.filter(client=actor.client).update(rate_limit_per_minute=per_minute)
+    for key in ApiKey.objects.filter(client=actor.client):
+        api_key_set_rate_limit(key=key, per_minute=per_minute)
 
 
 def test_requests_past_the_keys_limit_get_429_with_retry_after(acme):
