@@ -18,6 +18,7 @@ from email import message_from_bytes
 from email.policy import default as default_policy
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery
@@ -33,6 +34,7 @@ from deliveries.metrics import count_or_estimate, dashboard
 from deliveries.mime import build_mime
 from deliveries.models import Attachment, Attempt, Delivery, Event, Message, Suppression, Template
 from deliveries.services import suppression_add
+from deliveries.templating import TemplateProblem, template_check
 
 #: Deliveries handed to one service call (one transaction) by an action.
 ACTION_CHUNK = 1000
@@ -714,8 +716,31 @@ class SuppressionAdmin(admin.ModelAdmin):
             operations.suppression_remove(client_id=client_id, address=address)
 
 
+class TemplateForm(forms.ModelForm):
+    """Checked with the same sandboxed engine that renders it, before it is saved."""
+
+    class Meta:
+        model = Template
+        fields = ("client", "name", "subject", "text", "html")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        try:
+            template_check(
+                subject=data.get("subject", ""),
+                text=data.get("text", ""),
+                html=data.get("html", ""),
+            )
+        except TemplateProblem as problem:
+            raise forms.ValidationError(
+                {part: message for part, (_, message) in problem.errors.items()}
+            ) from None
+        return data
+
+
 @admin.register(Template)
 class TemplateAdmin(admin.ModelAdmin):
+    form = TemplateForm
     list_display = ("name", "client", "short_subject", "updated_at")
     list_filter = ("client",)
     list_select_related = ("client",)

@@ -30,9 +30,9 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import DEFAULT_ATTACHMENT_MIME_TYPE
 
-from api.errors import field_errors
 from api.serializers import RESERVED_HEADERS, MessageCreateSerializer
 from api.services import client_get_or_create
+from deliveries.operations import validation_summary
 from deliveries.services import AttachmentDraft, MessageDraft, messages_accept
 
 logger = logging.getLogger(__name__)
@@ -98,18 +98,15 @@ def email_to_draft(email: EmailMessage) -> MessageDraft:
         "html": html,
         "headers": headers,
         "priority": (priority or settings.MAILHUB_EMAIL_BACKEND_PRIORITY).strip().lower(),
+        "tags": [tag.strip() for tag in tags.split(",") if tag.strip()],
     }
     serializer = MessageCreateSerializer(data=payload)
     if not serializer.is_valid():
-        problems = "; ".join(
-            f"{error['field']}: {error['message']}" if error["field"] else error["message"]
-            for error in field_errors(serializer.errors)
-        )
+        problems = validation_summary(serializer.errors)
         raise InvalidEmail(f"Mailhub cannot send {email.subject!r}: {problems}")
     return dataclasses.replace(
         serializer.to_draft(),
         text=text,
-        tags=[tag.strip() for tag in tags.split(",") if tag.strip()],
         attachments=[_attachment(part) for part in email.attachments],
     )
 

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from api.errors import field_errors
 from api.models import ApiKey, Client
 from api.services import api_key_revoke
 from deliveries import conf
@@ -364,21 +365,33 @@ def api_keys_revoke(*, key_ids: Collection[int]) -> int:
 
 
 # -- bulk sending ----------------------------------------------------------------------------
+#
+# One bulk send is a "campaign": by default the SHA-256 of the file, so running the same command
+# on the same file again is the same campaign. Every message of a campaign carries the tag
+# `bulk:<campaign>` (GIN-indexed) and its row number in metadata; before sending, the rows of the
+# campaign already accepted are looked up and skipped. Rows are accepted in batches, each in one
+# transaction, so an interruption leaves whole batches accepted or not at all: a rerun sends the
+# rest and nothing twice.
 
 
 def file_fingerprint(content: bytes) -> str:
-    """What identifies one bulk-send file across runs: the SHA-256 of its bytes."""
-    return hashlib.sha256(content).hexdigest()
+    """The default campaign of a bulk-send file: the start of the SHA-256 of its bytes."""
+    return hashlib.sha256(content).hexdigest()[:32]
 
 
-def bulk_tag(fingerprint: str) -> str:
-    """The tag every message of one bulk-send file carries (<= 64 chars, GIN-indexed)."""
-    return f"bulk:{fingerprint[:32]}"
+def bulk_tag(campaign: str) -> str:
+    return f"bulk:{campaign}"
 
 
-def bulk_rows_done(*, client: Client, fingerprint: str) -> set[int]:
-    """Row numbers of this file already accepted for this client, found through the tags index."""
-    rows = Message.objects.filter(client=client, tags__contains=[bulk_tag(fingerprint)])
-    return {
-        int(row) for row in rows.values_list("metadata__bulk_row", flat=True) if row is not None
-    }
+def bulk_rows_done(*, client: Client, campaign: str) -> set[int]:
+    """Row numbers of this campaign already accepted for this client (tags index)."""
+    messages = Message.objects.filter(client=client, tags__contains=[bulk_tag(campaign)])
+    return {int(row) for row in messages.values_list("metadata__bulk_row", flat=True) if row}
+
+
+def validation_summary(errors: Any) -> str:
+    """DRF validation errors as one line: ``field: message; field: message``."""
+    return "; ".join(
+        f"{error['field']}: {error['message']}" if error["field"] else error["message"]
+        for error in field_errors(errors)
+    )

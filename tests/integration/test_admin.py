@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from api.models import ApiKey
 from api.services import api_key_hash
-from deliveries.models import Attempt, Delivery, Event, Message, Suppression
+from deliveries.models import Attempt, Delivery, Event, Message, Suppression, Template
 from deliveries.states import DeliveryStatus
 from tests.support.ops import seed_message, statuses_of
 
@@ -272,3 +272,14 @@ def test_revoking_keys_reports_how_many_were_active(admin_client, acme):
     assert notes == ["Revoked 1 API key(s)."]
     assert again == ["Revoked 0 API key(s). 1 selected key(s) were already revoked."]
     assert acme.api.get("/api/v1/messages/00000000-0000-0000-0000-000000000000").status_code == 401
+
+
+def test_a_template_that_does_not_compile_is_refused_naming_the_part(admin_client, acme):
+    response = admin_client.post(
+        reverse("admin:deliveries_template_add"),
+        {"client": acme.client.id, "name": "welcome", "subject": "Hi {% if name %}", "text": "x"},
+    )
+
+    assert response.status_code == 200
+    assert "syntax" in str(response.context["adminform"].form.errors["subject"]).lower()
+    assert not Template.objects.exists()
