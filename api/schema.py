@@ -4,6 +4,7 @@ receive (schemathesis checks exactly that in tests/integration/test_api_schema.p
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
@@ -144,3 +145,87 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_requirement(self, auto_schema):
         return [{"bearerAuth": []}, {"apiKeyHeader": []}]
+
+
+def _description() -> str:
+    limits = [
+        ("Messages per batch", settings.MAILHUB_MAX_BATCH_MESSAGES, "MAILHUB_MAX_BATCH_MESSAGES"),
+        (
+            "Recipients per message (to, cc, bcc)",
+            settings.MAILHUB_MAX_RECIPIENTS,
+            "MAILHUB_MAX_RECIPIENTS",
+        ),
+        (
+            "Bytes per body (text, html; UTF-8)",
+            settings.MAILHUB_MAX_BODY_BYTES,
+            "MAILHUB_MAX_BODY_BYTES",
+        ),
+        ("Custom headers", settings.MAILHUB_MAX_HEADERS, "MAILHUB_MAX_HEADERS"),
+        ("Attachments per message", settings.MAILHUB_MAX_ATTACHMENTS, "MAILHUB_MAX_ATTACHMENTS"),
+        (
+            "Bytes per attachment (decoded)",
+            settings.MAILHUB_MAX_ATTACHMENT_BYTES,
+            "MAILHUB_MAX_ATTACHMENT_BYTES",
+        ),
+        (
+            "Bytes of all attachments (decoded)",
+            settings.MAILHUB_MAX_ATTACHMENTS_BYTES,
+            "MAILHUB_MAX_ATTACHMENTS_BYTES",
+        ),
+        ("Bytes per request", settings.DATA_UPLOAD_MAX_MEMORY_SIZE, "MAILHUB_MAX_REQUEST_BYTES"),
+        (
+            "Days ahead for `send_at`",
+            settings.MAILHUB_MAX_SCHEDULE_DAYS,
+            "MAILHUB_MAX_SCHEDULE_DAYS",
+        ),
+        ("Tags per message", settings.MAILHUB_MAX_TAGS, "MAILHUB_MAX_TAGS"),
+        ("Metadata keys", settings.MAILHUB_MAX_METADATA_KEYS, "MAILHUB_MAX_METADATA_KEYS"),
+        (
+            "Metadata bytes (compact JSON)",
+            settings.MAILHUB_MAX_METADATA_BYTES,
+            "MAILHUB_MAX_METADATA_BYTES",
+        ),
+        (
+            "Requests per minute and key (default)",
+            settings.MAILHUB_API_RATE_LIMIT_PER_MINUTE,
+            "MAILHUB_API_RATE_LIMIT_PER_MINUTE",
+        ),
+        (
+            "Hours an Idempotency-Key answer is kept",
+            settings.MAILHUB_IDEMPOTENCY_TTL_HOURS,
+            "MAILHUB_IDEMPOTENCY_TTL_HOURS",
+        ),
+        ("JSON nesting depth", 32, "fixed"),
+    ]
+    rows = "\n".join(f"| {what} | {value} | `{name}` |" for what, value, name in limits)
+    return f"""Transactional mail: send one message or a batch, schedule, template, attach, tag,
+follow every recipient's fate, keep a suppression list.
+
+**Authentication.** `Authorization: Bearer mh_...` (or `X-Api-Key: mh_...`). A key belongs to
+a client; a client sees and changes only its own messages, templates and suppressions. Another
+client's object answers 404, exactly like one that does not exist.
+
+**Errors.** Every 4xx is an RFC 9457 problem, `application/problem+json`: `type`, `title`,
+`status`, a machine-readable `code` and `detail`; validation errors list each wrong field in
+`errors` as `{{field, code, message}}` (`to[1]`, `attachments[0].content`). Client input never
+causes a 5xx.
+
+**Limits** (this server's values; each is checked before anything is stored):
+
+| limit | value | setting |
+|---|---|---|
+{rows}
+
+**Idempotency.** Send `Idempotency-Key` on any POST to make a retry safe (see the parameter).
+
+**Rate limits.** Per API key, a sliding minute shared by every API process; past it, `429`
+with `Retry-After` (seconds). A batch counts as one request.
+
+**Pagination.** Lists are cursor-paginated: follow `next` (`limit` 1 to 200, default 50).
+"""
+
+
+def describe(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the API's description, with live limit values."""
+    result["info"]["description"] = _description()
+    return result

@@ -474,14 +474,13 @@ class MessageCreateSerializer(StrictSerializer):
         try:
             rendered = template_render(template=template, context=attrs["context"])
         except TemplateProblem as problem_:
-            raise serializers.ValidationError(
-                {
-                    ("context" if code == "missing_variable" else "template"): [
-                        serializers.ErrorDetail(f"{part}: {message}", code=code)
-                    ]
-                    for part, (code, message) in problem_.errors.items()
-                }
-            ) from None
+            errors: dict[str, list] = {}
+            for part, (code, message) in problem_.errors.items():
+                field = "context" if code == "missing_variable" else "template"
+                errors.setdefault(field, []).append(
+                    serializers.ErrorDetail(f"{part}: {message}", code=code)
+                )
+            raise serializers.ValidationError(errors) from None
         subject = rendered.subject.strip()
         errors = {}
         if _LINE_BREAK.search(subject):

@@ -358,7 +358,9 @@ class TemplateDetail(APIView):
             raise _template_not_found()
         return template
 
-    @extend_schema(operation_id="templates_retrieve", responses={200: TemplateSerializer})
+    @extend_schema(
+        operation_id="templates_retrieve", summary="A template", responses={200: TemplateSerializer}
+    )
     def get(self, request, name: str):
         return Response(TemplateSerializer(self._get(request, name)).data)
 
@@ -392,7 +394,12 @@ class TemplateDetail(APIView):
     def patch(self, request, name: str):
         return self._update(request, name, partial=True)
 
-    @extend_schema(operation_id="templates_destroy", responses={204: None})
+    @extend_schema(
+        operation_id="templates_destroy",
+        summary="Delete a template",
+        description="Mail already accepted from it keeps what it was rendered to.",
+        responses={204: None},
+    )
     def delete(self, request, name: str):
         template_delete(template=self._get(request, name))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -466,6 +473,7 @@ class SuppressionDetail(APIView):
 
     @extend_schema(
         operation_id="suppressions_retrieve",
+        summary="Whether an address is suppressed, and why",
         parameters=[_ADDRESS],
         responses={200: SuppressionSerializer},
     )

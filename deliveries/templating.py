@@ -271,10 +271,11 @@ def template_render(*, template, context: Mapping[str, Any]) -> Rendered:
             if _misses.get():
                 names = _missing_names(source_template, context)
                 which = ", ".join(names) if names else "a variable"
+                example = names[0] if names else "x"
                 errors[part] = (
                     "missing_variable",
                     f"The template prints {which} but the context does not give it "
-                    '(write {{ name|default:"" }} to allow it to be empty).',
+                    f'(write {{{{ {example}|default:"" }}}} to allow it to be empty).',
                 )
         finally:
             _misses.reset(token)

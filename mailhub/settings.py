@@ -309,7 +309,11 @@ REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "api.schema.MailhubAutoSchema"
 SPECTACULAR_SETTINGS = {
     "TITLE": "Mailhub API",
     "VERSION": "1",
-    "DESCRIPTION": "Transactional mail: send, schedule, template, track. See api/schema.py.",
+    "DESCRIPTION": "Transactional mail; api.schema.describe writes the full description.",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.schema.describe",
+    ],
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
@@ -324,6 +328,7 @@ SPECTACULAR_SETTINGS = {
         "MessageStatusEnum": "deliveries.states.MessageStatus",
     },
 }
+
 # --- Operations: admin, management commands, health, metrics, Django email backend ---------------
 # Flower and the workers' remote control share the broker with any other stack on it; a prefix of
 # their exchanges keeps one stack's Flower, `mailq` and /metrics from seeing another's workers.

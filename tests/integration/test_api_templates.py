@@ -127,6 +127,15 @@ def test_a_context_missing_a_printed_variable_is_a_400_and_stores_nothing(acme):
     assert not Message.objects.exists()
 
 
+def test_every_part_missing_a_variable_is_reported(acme):
+    create(acme, html="<p>{{ code }}</p>")
+    errors = send(acme, context={"name": "Ann"}).json()["errors"]
+    assert [(e["field"], e["code"], e["message"].split(":")[0]) for e in errors] == [
+        ("context", "missing_variable", "text"),
+        ("context", "missing_variable", "html"),
+    ]
+
+
 def test_an_unknown_template_is_a_400(acme):
     assert_field_error(send(acme), field="template", code="template_not_found")
 
