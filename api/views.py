@@ -143,6 +143,12 @@ _LOCATION = OpenApiParameter(
 )
 
 
+def _page(view: generics.GenericAPIView, queryset, serializer_class) -> Response:
+    """One page of a cursor-paginated list."""
+    page = view.paginate_queryset(queryset)
+    return view.get_paginated_response(serializer_class(page, many=True).data)
+
+
 def _message_not_found() -> NotFound:
     # The same answer whether the id does not exist or belongs to another client.
     return NotFound("No such message.", code="message_not_found")
@@ -167,8 +173,7 @@ class MessageCollection(generics.GenericAPIView):
         filters = MessageFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         messages = messages_for_client(client=request.client, **filters.filters())
-        page = self.paginate_queryset(messages)
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        return _page(self, messages, MessageSummarySerializer)
 
     @extend_schema(
         operation_id="messages_send",
@@ -319,8 +324,7 @@ class TemplateCollection(generics.GenericAPIView):
         responses={200: TemplateSerializer(many=True)},
     )
     def get(self, request):
-        page = self.paginate_queryset(templates_for_client(client=request.client))
-        return self.get_paginated_response(TemplateSerializer(page, many=True).data)
+        return _page(self, templates_for_client(client=request.client), TemplateSerializer)
 
     @extend_schema(
         operation_id="templates_create",
@@ -426,8 +430,7 @@ class SuppressionCollection(generics.GenericAPIView):
         suppressions = suppressions_for_client(
             client=request.client, reasons=filters.validated_data.get("reason", [])
         )
-        page = self.paginate_queryset(suppressions)
-        return self.get_paginated_response(SuppressionSerializer(page, many=True).data)
+        return _page(self, suppressions, SuppressionSerializer)
 
     @extend_schema(
         operation_id="suppressions_create",
