@@ -30,6 +30,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from deliveries import operations
+from deliveries.catalog import suppression_remove
 from deliveries.metrics import count_or_estimate, dashboard
 from deliveries.mime import build_mime
 from deliveries.models import Attachment, Attempt, Delivery, Event, Message, Suppression, Template
@@ -709,11 +710,11 @@ class SuppressionAdmin(admin.ModelAdmin):
             )
 
     def delete_model(self, request: HttpRequest, obj: Suppression) -> None:
-        operations.suppression_remove(client_id=obj.client_id, address=obj.address)
+        suppression_remove(client=obj.client, address=obj.address)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for client_id, address in queryset.values_list("client_id", "address"):
-            operations.suppression_remove(client_id=client_id, address=address)
+        for suppression in queryset.select_related("client"):
+            suppression_remove(client=suppression.client, address=suppression.address)
 
 
 class TemplateForm(forms.ModelForm):

@@ -24,7 +24,7 @@ from api.errors import field_errors
 from api.models import ApiKey, Client
 from api.services import api_key_revoke
 from deliveries import conf
-from deliveries.models import Attachment, Attempt, Delivery, Event, Message, Suppression
+from deliveries.models import Attachment, Attempt, Delivery, Event, Message
 from deliveries.publisher import messages_publish
 from deliveries.services import (
     AttachmentDraft,
@@ -350,13 +350,7 @@ def _purge_batch(*, created_before: datetime, batch_size: int, client: str) -> i
         return messages._raw_delete(messages.db)
 
 
-# -- suppressions and API keys ---------------------------------------------------------------
-
-
-def suppression_remove(*, client_id: int, address: str) -> bool:
-    """Take an address off a client's suppression list; return False if it was not on it."""
-    deleted, _ = Suppression.objects.filter(client_id=client_id, address=address.lower()).delete()
-    return deleted > 0
+# -- API keys ---------------------------------------------------------------------------------
 
 
 def api_keys_revoke(*, key_ids: Collection[int]) -> int:

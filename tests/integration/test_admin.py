@@ -283,3 +283,17 @@ def test_a_template_that_does_not_compile_is_refused_naming_the_part(admin_clien
     assert response.status_code == 200
     assert "syntax" in str(response.context["adminform"].form.errors["subject"]).lower()
     assert not Template.objects.exists()
+
+
+def test_deleting_suppressions_takes_the_addresses_off_the_list(admin_client, acme):
+    Suppression.objects.create(client=acme.client, address="ann@example.com")
+    kept = Suppression.objects.create(client=acme.client, address="bob@example.com")
+    [ann] = Suppression.objects.filter(address="ann@example.com")
+
+    response = admin_client.post(
+        reverse("admin:deliveries_suppression_changelist"),
+        {"action": "delete_selected", "_selected_action": [ann.pk], "post": "yes"},
+    )
+
+    assert response.status_code == 302
+    assert list(Suppression.objects.all()) == [kept]

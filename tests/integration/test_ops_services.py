@@ -7,8 +7,7 @@ import pytest
 from django.utils import timezone
 
 from deliveries import operations
-from deliveries.models import Attachment, Attempt, Delivery, Event, Message, Suppression
-from deliveries.services import suppression_add
+from deliveries.models import Attachment, Attempt, Delivery, Event, Message
 from deliveries.states import DeliveryStatus, MessageStatus
 from tests.support.ops import seed_message, statuses_of
 
@@ -150,14 +149,6 @@ def test_purge_of_one_client_leaves_the_others(acme, globex):
 
     assert deleted == 1
     assert list(Message.objects.values_list("id", flat=True)) == [kept.id]
-
-
-def test_removing_a_suppression_is_case_insensitive_and_says_whether_it_was_there(acme):
-    suppression_add(client_id=acme.client.id, address="Ann@Example.com", reason="manual")
-
-    assert operations.suppression_remove(client_id=acme.client.id, address="ANN@example.com")
-    assert not operations.suppression_remove(client_id=acme.client.id, address="ann@example.com")
-    assert not Suppression.objects.exists()
 
 
 def test_a_selection_filters_by_domain_age_client_and_status(acme, globex):

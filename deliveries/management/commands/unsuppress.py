@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from deliveries.catalog import suppression_remove
 from deliveries.management.commands._common import client_named
-from deliveries.operations import suppression_remove
 
 
 class Command(BaseCommand):
@@ -19,7 +19,7 @@ class Command(BaseCommand):
         found = client_named(client)
         removed = 0
         for address in addresses:
-            if suppression_remove(client_id=found.id, address=address):
+            if suppression_remove(client=found, address=address):
                 removed += 1
             else:
                 self.stdout.write(f"{address.lower()} was not suppressed.")
