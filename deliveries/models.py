@@ -66,6 +66,9 @@ class Delivery(models.Model):
     kind = models.CharField(max_length=3, choices=Kind.choices, default=Kind.TO)
     status = models.CharField(max_length=12, choices=DeliveryStatus.choices)
     attempts = models.PositiveIntegerField(default=0)
+    # Attempts that failed because no relay could be reached; they do not count towards
+    # MAILHUB_MAX_ATTEMPTS (see policy.decide).
+    relay_failures = models.PositiveIntegerField(default=0)
     # While queued: when to publish again if no worker took it. While sending: when the lease
     # ends. While deferred or scheduled: when it is due. Null once final.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -106,6 +109,7 @@ class Attempt(models.Model):
     number = models.PositiveIntegerField()
     task_id = models.CharField(max_length=64, blank=True)
     worker = models.CharField(max_length=255, blank=True)
+    relay = models.CharField(max_length=255, blank=True, help_text="The relay it was sent to")
     started_at = models.DateTimeField()
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)

@@ -34,6 +34,7 @@ class SmtpReply:
     code: int | None
     text: str
     stage: Stage
+    relay: str = ""  # which relay answered (or failed to)
 
     @property
     def enhanced_code(self) -> str:
@@ -68,6 +69,12 @@ def classify(reply: SmtpReply) -> ReplyClass:
         return ReplyClass.PERMANENT
     # 4xx, and anything outside the protocol (a confused server), is worth another try.
     return ReplyClass.TEMPORARY
+
+
+def is_relay_fault(reply: SmtpReply) -> bool:
+    """The relay failed us (unreachable, refused us, out of time) before any recipient was
+    named: nothing is known about the message or its recipients."""
+    return reply.stage is Stage.CONNECT and classify(reply) is not ReplyClass.SUCCESS
 
 
 def is_hard_bounce(reply: SmtpReply) -> bool:
@@ -118,16 +125,22 @@ def decide(
     now: datetime,
     expires_at: datetime,
     policy: RetryPolicy,
+    relay_fault: bool = False,
     rand: Callable[[], float] = random.random,
 ) -> Decision:
-    """What becomes of a delivery whose attempt number ``attempts`` ended in ``reply_class``."""
+    """What becomes of a delivery after a failed or successful attempt.
+
+    ``attempts`` counts the attempts that failed for the message's own sake, this one included
+    unless ``relay_fault``: an attempt that failed because no relay could be reached says
+    nothing about the message and does not use up its attempts (the lifetime still bounds it).
+    """
     if reply_class is ReplyClass.SUCCESS:
         return Decision(DeliveryStatus.DELIVERED)
     if reply_class is ReplyClass.PERMANENT:
         return Decision(DeliveryStatus.BOUNCED, reason="permanent failure")
-    if attempts >= policy.max_attempts:
+    if not relay_fault and attempts >= policy.max_attempts:
         return Decision(DeliveryStatus.FAILED, reason=f"gave up after {attempts} attempts")
-    next_attempt_at = now + policy.delay(attempts, rand=rand)
+    next_attempt_at = now + policy.delay(max(attempts, 1), rand=rand)
     if next_attempt_at >= expires_at:
         return Decision(DeliveryStatus.FAILED, reason="message lifetime exceeded")
     return Decision(DeliveryStatus.DEFERRED, next_attempt_at=next_attempt_at)

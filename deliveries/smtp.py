@@ -9,14 +9,15 @@ for anything the network or the server does.
 from __future__ import annotations
 
 import logging
+import random
 import smtplib
 import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from deliveries.policy import SmtpReply, Stage
+from deliveries.policy import SmtpReply, Stage, is_relay_fault
 from mailhub.env import SmtpRelay
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ class SmtpTransport:
                 self._reset()
             for recipient in envelope.recipients:
                 replies.setdefault(recipient, abort.reply)
-        return replies
+        relay = str(self.relay)
+        return {recipient: replace(reply, relay=relay) for recipient, reply in replies.items()}
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -264,3 +266,71 @@ class SmtpTransport:
         self._conn = None
         if conn is not None:
             conn.close()
+
+
+class RelayPool:
+    """Spreads mail over several relays by weight and fails over when one cannot be reached.
+
+    A relay that fails before any recipient is named (refused, silent, TLS or AUTH trouble) is
+    taken out of rotation for ``cooldown`` seconds (a circuit breaker, per worker process) and
+    the same attempt goes on with the next relay. Only when no relay is left does the message
+    get the failure, which then does not count against its attempts (policy.decide).
+    """
+
+    def __init__(
+        self,
+        transports: Sequence[SmtpTransport],
+        *,
+        cooldown: float,
+        rand=random.random,
+        clock=time.monotonic,
+    ) -> None:
+        self._transports = list(transports)
+        self._open_until = [0.0] * len(self._transports)
+        self._cooldown = cooldown
+        self._rand = rand
+        self._clock = clock
+
+    def send(self, envelope: Envelope, *, deadline: float) -> dict[str, SmtpReply]:
+        tried: set[int] = set()
+        replies: dict[str, SmtpReply] | None = None
+        while (index := self._pick(exclude=tried)) is not None:
+            tried.add(index)
+            replies = self._transports[index].send(envelope, deadline=deadline)
+            if not all(is_relay_fault(reply) for reply in replies.values()):
+                self._open_until[index] = 0.0
+                return replies
+            self._open_until[index] = self._clock() + self._cooldown
+            logger.warning(
+                "relay %s out of rotation for %.0f s: %s",
+                self._transports[index].relay,
+                self._cooldown,
+                next(iter(replies.values())),
+            )
+        if replies is not None:
+            return replies
+        reply = SmtpReply(
+            None, "no relay available: all are cooling down after failures", Stage.CONNECT
+        )
+        return dict.fromkeys(envelope.recipients, reply)
+
+    def close(self) -> None:
+        for transport in self._transports:
+            transport.close()
+
+    def _pick(self, *, exclude: set[int]) -> int | None:
+        now = self._clock()
+        candidates = [
+            index
+            for index, open_until in enumerate(self._open_until)
+            if index not in exclude and open_until <= now
+        ]
+        if not candidates:
+            return None
+        total = sum(self._transports[i].relay.weight for i in candidates)
+        point = self._rand() * total
+        for index in candidates:
+            point -= self._transports[index].relay.weight
+            if point < 0:
+                return index
+        return candidates[-1]

@@ -9,20 +9,26 @@ from django.db import close_old_connections
 
 from deliveries.dispatcher import deliveries_dispatch
 from deliveries.services import deliveries_send
-from deliveries.smtp import SmtpTransport
+from deliveries.smtp import RelayPool, SmtpTransport
 
-_transport: SmtpTransport | None = None
+_transport: RelayPool | None = None
 
 
-def process_transport() -> SmtpTransport:
+def process_transport() -> RelayPool:
     """This worker process's transport; created after the fork, so no socket is shared."""
     global _transport
     if _transport is None:
-        _transport = SmtpTransport(
-            settings.MAILHUB_SMTP,
-            timeout=settings.MAILHUB_SMTP_TIMEOUT_SECONDS,
-            data_timeout=settings.MAILHUB_SMTP_DATA_TIMEOUT_SECONDS,
-            helo_name=settings.MAILHUB_SMTP_HELO_NAME,
+        _transport = RelayPool(
+            [
+                SmtpTransport(
+                    relay,
+                    timeout=settings.MAILHUB_SMTP_TIMEOUT_SECONDS,
+                    data_timeout=settings.MAILHUB_SMTP_DATA_TIMEOUT_SECONDS,
+                    helo_name=settings.MAILHUB_SMTP_HELO_NAME,
+                )
+                for relay in settings.MAILHUB_SMTP_RELAYS
+            ],
+            cooldown=settings.MAILHUB_RELAY_COOLDOWN_SECONDS,
         )
     return _transport
 

@@ -79,6 +79,7 @@ class SmtpRelay:
     starttls: bool = False
     username: str = ""
     password: str = ""
+    weight: int = 1  # share of the mail this relay gets among several
 
     def __str__(self) -> str:  # never print the password
         scheme = "smtps" if self.use_ssl else "smtp"
@@ -88,7 +89,7 @@ class SmtpRelay:
 
 
 def parse_smtp_url(name: str, url: str) -> SmtpRelay:
-    """Parse ``smtp://[user:pass@]host[:port][?starttls=1]`` or ``smtps://...``.
+    """Parse ``smtp://[user:pass@]host[:port][?starttls=1][&weight=N]`` or ``smtps://...``.
 
     Default ports: 25 for ``smtp`` (587 when STARTTLS is asked for), 465 for ``smtps``.
     """
@@ -106,7 +107,7 @@ def parse_smtp_url(name: str, url: str) -> SmtpRelay:
     query = {
         key: values[-1] for key, values in parse_qs(parts.query, keep_blank_values=True).items()
     }
-    unknown = set(query) - {"starttls"}
+    unknown = set(query) - {"starttls", "weight"}
     if unknown:
         raise ImproperlyConfigured(f"{name} has unknown option(s): {', '.join(sorted(unknown))}")
     starttls_raw = query.get("starttls", "0").lower()
@@ -116,6 +117,9 @@ def parse_smtp_url(name: str, url: str) -> SmtpRelay:
     starttls = starttls_raw in _TRUE
     if use_ssl and starttls:
         raise ImproperlyConfigured(f"{name}: smtps:// is already TLS; drop ?starttls=1")
+    weight_raw = query.get("weight", "1")
+    if not weight_raw.isdigit() or int(weight_raw) < 1:
+        raise ImproperlyConfigured(f"{name}: weight must be an integer >= 1, got {weight_raw!r}")
     default_port = 465 if use_ssl else (587 if starttls else 25)
     return SmtpRelay(
         host=parts.hostname,
@@ -124,7 +128,16 @@ def parse_smtp_url(name: str, url: str) -> SmtpRelay:
         starttls=starttls,
         username=unquote(parts.username or ""),
         password=unquote(parts.password or ""),
+        weight=int(weight_raw),
     )
+
+
+def parse_smtp_urls(name: str, urls: str) -> list[SmtpRelay]:
+    """A comma-separated list of SMTP URLs (see ``parse_smtp_url``); at least one."""
+    relays = [parse_smtp_url(name, url.strip()) for url in urls.split(",") if url.strip()]
+    if not relays:
+        raise ImproperlyConfigured(f"{name} names no relay")
+    return relays
 
 
 def parse_database_url(name: str, url: str) -> dict:

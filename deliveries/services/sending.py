@@ -26,6 +26,7 @@ from deliveries.policy import (
     classify,
     decide,
     is_hard_bounce,
+    is_relay_fault,
 )
 from deliveries.services.accept import suppression_add
 from deliveries.services.transitions import (
@@ -146,12 +147,15 @@ def attempts_record(
     for claim in claims:
         for delivery in claim.claimed:
             reply = replies[delivery.id]
+            relay_fault = is_relay_fault(reply)
+            relay_failures = delivery.relay_failures + relay_fault
             decision = decide(
                 reply_class=classify(reply),
-                attempts=delivery.attempts,
+                attempts=delivery.attempts - relay_failures,
                 now=now,
                 expires_at=claim.message.expires_at,
                 policy=policy,
+                relay_fault=relay_fault,
             )
             decisions[delivery.id] = decision
             outcomes.append(
@@ -161,6 +165,7 @@ def attempts_record(
                     client_id=claim.message.client_id,
                     address=delivery.address,
                     attempts=delivery.attempts,
+                    relay_failures=relay_failures,
                     decision=decision,
                     reply=reply,
                     reply_text=_reply_text(reply, decision),
@@ -173,6 +178,7 @@ def attempts_record(
             attempt.smtp_code = reply.code
             attempt.enhanced_code = reply.enhanced_code
             attempt.reply = reply.text
+            attempt.relay = reply.relay
             attempt.duration_ms = durations.get(claim.message.id)
     with transaction.atomic():
         deliveries_settle(outcomes=outcomes)
@@ -190,22 +196,17 @@ def attempts_record(
                 "smtp_code": "smallint",
                 "enhanced_code": "varchar",
                 "reply": "text",
+                "relay": "varchar",
                 "duration_ms": "integer",
             },
             rows=[
-                (a.id, a.outcome, a.smtp_code, a.enhanced_code, a.reply, a.duration_ms)
+                (a.id, a.outcome, a.smtp_code, a.enhanced_code, a.reply, a.relay, a.duration_ms)
                 for claim in claims
                 for a in claim.attempts.values()
             ],
         )
         messages_refresh_status(message_ids=[claim.message.id for claim in claims])
     return decisions
-
-
-def _is_relay_failure(replies: Mapping[int, SmtpReply]) -> bool:
-    """True when the relay itself failed (unreachable, refused us, or out of time) before any
-    recipient was even named; a failure later in a transaction may be this message's own."""
-    return all(reply.stage is Stage.CONNECT for reply in replies.values())
 
 
 def deliveries_send(
@@ -222,7 +223,8 @@ def deliveries_send(
         return {}
     # The transport stops a little before the lease ends (every SMTP command is bounded by what
     # is left), so the dispatcher never takes back a delivery whose attempt is still running.
-    deadline = time.monotonic() + max(conf.lease().total_seconds() - 10, 1)
+    lease = conf.lease().total_seconds()
+    deadline = time.monotonic() + lease - min(10.0, lease / 10)
     replies: dict[int, SmtpReply] = {}
     durations: dict[UUID, int] = {}
     relay_failure: SmtpReply | None = None
@@ -235,7 +237,7 @@ def deliveries_send(
         durations[claim.message.id] = int((time.monotonic() - message_started) * 1000)
         message_replies = {d.id: by_address[d.address] for d in claim.claimed}
         replies.update(message_replies)
-        if _is_relay_failure(message_replies):
+        if all(is_relay_fault(reply) for reply in message_replies.values()):
             relay_failure = next(iter(message_replies.values()))
     return attempts_record(claims=claims, replies=replies, durations=durations)
 

@@ -120,6 +120,7 @@ class Outcome:
     client_id: int
     address: str
     attempts: int  # the attempt number the worker claimed: a fencing token
+    relay_failures: int  # the delivery's count after this attempt
     decision: Decision
     reply: SmtpReply
     reply_text: str
@@ -142,6 +143,7 @@ def deliveries_settle(*, outcomes: Sequence[Outcome]) -> set[int]:
         (
             o.delivery_id,
             o.attempts,
+            o.relay_failures,
             o.decision.status.value,
             o.decision.next_attempt_at,
             o.reply.code,
@@ -159,6 +161,7 @@ def deliveries_settle(*, outcomes: Sequence[Outcome]) -> set[int]:
                 model=Delivery,
                 columns={
                     "attempts": "integer",
+                    "relay_failures": "integer",
                     "status": "varchar",
                     "next_attempt_at": "timestamptz",
                     "last_code": "smallint",

@@ -1,6 +1,7 @@
 """The real stack for integration tests: the test database in Postgres, the test queues in
 RabbitMQ, an SMTP sink on loopback, and two Celery worker processes shaped like production's
-(one for `mail.high`, one general that also runs beat, i.e. the dispatcher)."""
+(one for `mail.high`, one general that also runs beat, i.e. the dispatcher), started once per
+test module that asks for them."""
 
 from __future__ import annotations
 
@@ -51,8 +52,10 @@ def _delete_test_queues() -> None:
             queue.bind(channel).delete()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def mail_stack(django_db_setup, django_db_blocker) -> Iterator[SmtpSink]:
+    """Workers for one test module at a time: a module that needs other workers (other relays,
+    other timeouts) starts its own without this stack's dispatcher taking its mail."""
     sink = SmtpSink().start()
     log_dir = Path(os.environ.get("MAILHUB_TEST_LOG_DIR", ROOT / "var" / "test-logs"))
     log_dir.mkdir(parents=True, exist_ok=True)

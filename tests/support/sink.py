@@ -20,6 +20,8 @@ from email.policy import default as default_policy
 from aiosmtpd.controller import Controller
 
 DROP = "drop the connection"
+HANG = "say nothing for longer than the client waits"
+HANG_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,9 @@ class ScriptedHandler:
         if reply == DROP:
             server.transport.close()
             return "421 4.4.2 connection dropped by the test"
+        if reply == HANG:
+            await asyncio.sleep(HANG_SECONDS)
+            return "451 4.4.2 too late: the client should have given up"
         if reply is not None:
             return reply
         if delay:
@@ -125,9 +130,9 @@ def free_port() -> int:
 class SmtpSink:
     """The server and its handler; ``start()`` binds 127.0.0.1 on a free port."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.handler = ScriptedHandler()
-        self.port = free_port()
+        self.port = port or free_port()
         self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
 
     @property

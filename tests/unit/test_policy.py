@@ -238,3 +238,38 @@ def test_a_retry_due_just_before_expiry_is_still_deferred():
     result = decision(ReplyClass.TEMPORARY, attempts=3, expires_at=NOW + timedelta(seconds=121))
     assert result.status == DeliveryStatus.DEFERRED
     assert result.next_attempt_at == NOW + timedelta(seconds=120)
+
+
+def test_a_relay_fault_defers_even_when_the_attempts_are_used_up():
+    from datetime import UTC, datetime, timedelta
+
+    from deliveries.policy import ReplyClass, RetryPolicy, decide
+    from deliveries.states import DeliveryStatus
+
+    policy = RetryPolicy(base_seconds=30, factor=2, cap_seconds=900, jitter=0, max_attempts=3)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    common = {"now": now, "expires_at": now + timedelta(hours=1), "policy": policy}
+
+    counted = decide(reply_class=ReplyClass.TEMPORARY, attempts=3, **common)
+    relay = decide(reply_class=ReplyClass.TEMPORARY, attempts=3, relay_fault=True, **common)
+
+    assert counted.status == DeliveryStatus.FAILED
+    assert relay.status == DeliveryStatus.DEFERRED
+
+
+def test_a_relay_fault_on_the_first_attempt_waits_the_base_delay():
+    from datetime import UTC, datetime, timedelta
+
+    from deliveries.policy import ReplyClass, RetryPolicy, decide
+
+    policy = RetryPolicy(base_seconds=30, factor=2, cap_seconds=900, jitter=0, max_attempts=3)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    decision = decide(
+        reply_class=ReplyClass.TEMPORARY,
+        attempts=0,
+        relay_fault=True,
+        now=now,
+        expires_at=now + timedelta(hours=1),
+        policy=policy,
+    )
+    assert decision.next_attempt_at == now + timedelta(seconds=30)
