@@ -224,3 +224,11 @@ def test_exit_codes_of_a_real_process_usage_2_error_1_ok_0(transactional_db):
     assert usage.returncode == 2 and "not a duration" in usage.stderr
     assert error.returncode == 1 and "No client named 'nobody'" in error.stderr
     assert ok.returncode == 0 and json.loads(ok.stdout)["totals"]["queued"] == 0
+
+
+def test_send_test_mail_refuses_a_malformed_address_before_accepting_anything(db):
+    with pytest.raises(CommandError, match="Not an address") as error:
+        run("send_test_mail", "not-an-address")
+
+    assert error.value.returncode == 1
+    assert not Message.objects.exists()

@@ -1,7 +1,10 @@
 import time
+from email.utils import parseaddr
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_email
 from django.utils import timezone
 
 from api.services import client_get_or_create
@@ -48,6 +51,13 @@ class Command(BaseCommand):
     def handle(
         self, *args, to: str, sender: str, priority: str, client: str, timeout: float, **options
     ):
+        try:
+            validate_email(to)
+            validate_email(parseaddr(sender)[1])
+        except ValidationError as exc:
+            raise CommandError(
+                f"Not an address: {exc.messages[0]} ({to!r}, from {sender!r})"
+            ) from None
         now = timezone.now()
         draft = MessageDraft(
             sender=sender,
