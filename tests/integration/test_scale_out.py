@@ -31,7 +31,7 @@ from tests.support.api_server import ApiServer, post_json
 from tests.support.sink import SmtpSink
 from tests.support.workers import ROOT, WorkerProcess
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(280)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 MESSAGES = 300
 NODES = ("node1", "node2")
