@@ -18,6 +18,11 @@ run:
 test:
 	./scripts/test
 
+# The benchmark (README "Measured"); arguments in BENCH_ARGS, e.g. BENCH_ARGS="--messages 2000".
+.PHONY: bench
+bench:
+	./scripts/bench $(BENCH_ARGS)
+
 # The venv, when it is missing or pyproject.toml changed since it was installed.
 .venv/.mailhub-pyproject.sha256: pyproject.toml
 	./scripts/bootstrap

@@ -1,0 +1,679 @@
+"""Mailhub's benchmark: the real stack on loopback, one run, one table.
+
+    ./scripts/bench [--messages 10000] [--skip-million] [--soak SECONDS] [--profile DIR]
+
+It starts everything it needs (``benchmarks.stack``): a scratch Postgres database, RabbitMQ
+queues under a random prefix, an aiosmtpd sink in a process of its own, Celery workers shaped
+like the Procfile's (a pool for `mail.high`, a general pool with beat, the webhook pool) and the
+API under gunicorn with deploy/gunicorn.conf.py. Then, one phase after the other, each waiting
+until the mail of the one before is delivered:
+
+1. raw limit: plain smtplib into the same sink over 1 and 4 reused connections;
+2. single accept: POST /api/v1/messages from 32 kept-alive connections;
+3. end to end: N messages in batches of 500 (POST /api/v1/messages/batch), timed from the
+   first accept to the last arrival at the sink; latencies from Postgres
+   (Delivery.delivered_at - Message.created_at);
+4. `high` behind a backlog: 5,000 `low` messages, then 50 `high` ones;
+5. (--soak) a steady rate for SECONDS, memory sampled throughout;
+6. the whole run's accounting: lost (accepted, not final) and duplicated (a Message-ID that
+   reached the sink twice);
+7. (unless --skip-million) the dispatcher's tick with nothing due, before and after a million
+   finished or far-future rows, and the plan of its due query.
+
+Progress goes to stderr, the table to stdout. Ctrl-C or an error stops every process started
+and drops the database. Targets are the issue's (#7); figures are this machine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks import load
+from benchmarks.procs import ProcessSampler, cpu_between, machine, pids_named, process_trees
+from benchmarks.profiles import Recorder, format_summary, summarize
+from benchmarks.stack import DEFAULT_DATABASE_URL, Sizing, Stack, say
+from benchmarks.stats import Spread, Target, percentile, rate, ratio, spread
+from benchmarks.table import Row, format_table, heading
+from tests.support.workers import ROOT
+
+MIB = 1024 * 1024
+SINGLE_PATH = "/api/v1/messages"
+BATCH_PATH = "/api/v1/messages/batch"
+BATCH_SIZE = 500
+PROFILE_RATE = 50  # Hz: enough samples for a phase of seconds, little load on two cores
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench", description=__doc__.split("\n\n")[0].strip()
+    )
+    parser.add_argument("--messages", type=int, default=10_000, help="N (default 10000)")
+    parser.add_argument(
+        "--single", type=int, help="single-message requests (default: N, at most 5000)"
+    )
+    parser.add_argument("--clients", type=int, default=32, help="connections for single sends")
+    parser.add_argument("--batch-clients", type=int, default=4, help="connections for batches")
+    parser.add_argument("--backlog", type=int, default=5000, help="low messages queued first")
+    parser.add_argument("--high", type=int, default=50, help="high messages sent behind them")
+    parser.add_argument(
+        "--domains", type=int, default=1, help="recipient domains mail is spread over (default 1)"
+    )
+    parser.add_argument("--skip-million", action="store_true", help="skip the dispatcher part")
+    parser.add_argument("--million", type=int, default=1_000_000, help=argparse.SUPPRESS)
+    parser.add_argument("--ticks", type=int, default=50, help="dispatcher ticks timed each time")
+    parser.add_argument("--soak", type=float, default=0, metavar="SECONDS", help="soak length")
+    parser.add_argument("--soak-rate", type=float, default=100, help="msgs/s during the soak")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the API and workers")
+    parser.add_argument("--high-concurrency", type=int, default=Sizing.high)
+    parser.add_argument("--general-concurrency", type=int, default=Sizing.general)
+    parser.add_argument("--webhooks-concurrency", type=int, default=Sizing.webhooks)
+    parser.add_argument("--api-workers", type=int, help="default: deploy/gunicorn.conf.py's")
+    parser.add_argument("--api-threads", type=int, help="default: deploy/gunicorn.conf.py's")
+    parser.add_argument("--log-dir", type=Path, help="process logs (default: a temporary dir)")
+    parser.add_argument(
+        "--keep-database", action="store_true", help="leave the run's database for inspection"
+    )
+    args = parser.parse_args(argv)
+    if not 1 <= args.messages <= 1_000_000:
+        parser.error("--messages must be between 1 and 1000000")
+    if args.single is None:
+        args.single = min(args.messages, 5000)
+    if args.domains < 1:
+        parser.error("--domains is at least 1")
+    if args.soak < 0 or args.soak > 24 * 3600:
+        parser.error("--soak is between 0 and 86400 seconds")
+    return args
+
+
+def budget(count: int) -> float:
+    """How long to wait for ``count`` messages to arrive before calling the rest lost."""
+    return 60 + count / 20
+
+
+# -- what Postgres says --------------------------------------------------------------------------
+
+
+def _deliveries(phase: str):
+    from deliveries.models import Delivery
+
+    return Delivery.objects.filter(address__startswith=f"{phase}-")
+
+
+def wait_final(phase: str, expected: int, *, timeout: float) -> int:
+    """Wait until ``expected`` deliveries of ``phase`` are final in Postgres; return how many
+    are."""
+    from django.db.models import Count, Q
+
+    from deliveries.states import FINAL
+
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = _deliveries(phase).aggregate(final=Count("id", filter=Q(status__in=sorted(FINAL))))
+        if counts["final"] >= expected or time.monotonic() >= deadline:
+            return counts["final"]
+        time.sleep(0.2)
+
+
+def delivered_latencies(phase: str) -> list[float]:
+    """Seconds from accept (Message.created_at) to delivered (Delivery.delivered_at)."""
+    from django.db.models import F
+
+    from deliveries.states import DeliveryStatus
+
+    rows = (
+        _deliveries(phase)
+        .filter(status=DeliveryStatus.DELIVERED)
+        .annotate(latency=F("delivered_at") - F("message__created_at"))
+        .values_list("latency", flat=True)
+    )
+    return [latency.total_seconds() for latency in rows]
+
+
+def sink_latencies(phase: str, arrivals: dict[str, float]) -> list[float]:
+    """Seconds from accept (Message.created_at) to the first arrival at the sink."""
+    from deliveries.models import Message
+
+    rows = Message.objects.filter(deliveries__address__startswith=f"{phase}-").values_list(
+        "message_id", "created_at"
+    )
+    return [arrivals[mid] - created.timestamp() for mid, created in rows if mid in arrivals]
+
+
+# -- CPU by process group ------------------------------------------------------------------------
+
+
+def process_groups(stack: Stack) -> dict[str, list[int]]:
+    """Every process whose memory or CPU the benchmark reports, by group."""
+    roots = {name: root for name, root in stack.process_groups().items() if root is not None}
+    groups = process_trees(roots)
+    groups["postgres"] = stack.postgres_backends()
+    groups["rabbitmq"] = pids_named("beam.smp")
+    groups["load generator"] = [os.getpid()]
+    return groups
+
+
+def cpu_rows(before: dict, after: dict, count: int, unit: str) -> list[Row]:
+    used = cpu_between(before, after)
+    used["workers"] = sum(seconds for name, seconds in used.items() if name.startswith("worker"))
+    labels = {
+        "api": "API (gunicorn processes)",
+        "workers": "Celery workers (all pools, beat)",
+        "postgres": "Postgres backends of the run's database",
+        "rabbitmq": "RabbitMQ (the whole broker, shared)",
+        "sink": "SMTP sink",
+        "load generator": "load generator (this process)",
+    }
+    return [
+        Row(f"CPU: {label}", used.get(name, 0) * 1000 / max(count, 1), unit)
+        for name, label in labels.items()
+    ]
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Accounting:
+    accepted: int = 0
+    phases: dict[str, int] = field(default_factory=dict)  # phase -> messages accepted
+
+    def add(self, phase: str, accepted: int) -> None:
+        self.accepted += accepted
+        self.phases[phase] = self.phases.get(phase, 0) + accepted
+
+
+def spread_rows(label: str, values: list[float], *, scale: float, unit: str) -> list[Row]:
+    measured: Spread | None = spread(values)
+    if measured is None:
+        return [Row(f"{label} p50 / p95 / p99", "none measured", unit)]
+    return [
+        Row(f"{label} p50", measured.p50 * scale, unit),
+        Row(f"{label} p95", measured.p95 * scale, unit),
+        Row(f"{label} p99", measured.p99 * scale, unit),
+    ]
+
+
+class Benchmark:
+    def __init__(self, stack: Stack, args: argparse.Namespace) -> None:
+        self.stack = stack
+        self.args = args
+        self.rows: list[Row] = []
+        self.accounting = Accounting()
+        self.key = ""
+        self.port = 0
+        self.profiles: list[str] = []
+        self.sampler: ProcessSampler | None = None
+        self.raw4_rate: float | None = None
+        self.batch_available = True
+        self.mail = load.Mail(domains=args.domains)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def post(self, phase: str, count: int, *, clients: int, **kwargs) -> load.HttpResult:
+        result = load.post_all(port=self.port, key=self.key, count=count, clients=clients, **kwargs)
+        self.accounting.add(phase, result.accepted)
+        return result
+
+    def send_batches(self, phase: str, count: int, *, priority: str = "normal"):
+        if not self.batch_available:
+            # Without a batch endpoint the same messages go one request each.
+            return self.post(
+                phase,
+                count,
+                clients=self.args.clients,
+                path=SINGLE_PATH,
+                bodies=lambda i: self.mail.message(phase, i, priority=priority),
+            )
+        return self.post(
+            phase,
+            math.ceil(count / BATCH_SIZE),
+            clients=self.args.batch_clients,
+            path=BATCH_PATH,
+            bodies=lambda b: self.mail.batch(
+                phase, b * BATCH_SIZE, min(BATCH_SIZE, count - b * BATCH_SIZE), priority=priority
+            ),
+            accepted=load.accepted_batch,
+        )
+
+    def profiled(self, phase: str, groups: list[str], work: Callable[[], object]):
+        """Run ``work`` under py-spy (when --profile) for each named process group."""
+        if self.args.profile is None:
+            return work()
+        self.args.profile.mkdir(parents=True, exist_ok=True)
+        roots = self.stack.process_groups()
+        recorders = {
+            group: Recorder(
+                pid=roots[group],
+                output=self.args.profile / f"{phase}-{group.replace(' ', '-')}.txt",
+                rate=PROFILE_RATE,
+            ).start()
+            for group in groups
+            if roots.get(group)
+        }
+        try:
+            return work()
+        finally:
+            for group, recorder in recorders.items():
+                summary = summarize(recorder.stop())
+                self.profiles.append(
+                    format_summary(f"{group}, {phase} phase", summary, rate=PROFILE_RATE)
+                )
+
+    def wait_delivered(self, phase: str, expected: int) -> dict:
+        arrived = self.stack.sink.wait_for(phase, expected, timeout=budget(expected))
+        if arrived["distinct"] < expected:
+            say(f"{phase}: only {arrived['distinct']} of {expected} reached the sink in time")
+        # The row says `delivered` a moment after the sink's 250 (one commit later).
+        wait_final(phase, expected, timeout=30)
+        return arrived
+
+    # -- phases -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.key = self.stack.api_key()
+        self.port = self.stack.api.port
+        self.sampler = ProcessSampler(lambda: process_groups(self.stack)).start()
+        self.warm_up()
+        self.raw_limit()
+        self.single_accept()
+        self.end_to_end()
+        self.high_behind_backlog()
+        if self.args.soak:
+            self.soak()
+        self.sampler.stop()
+        self.memory_rows()
+        self.correctness()
+
+    def warm_up(self) -> None:
+        """Every gunicorn worker and pool process loads its code and opens its connections
+        before anything is timed; whether the batch endpoint exists is found out here."""
+        say("warming up")
+        self.post(
+            "warm",
+            200,
+            clients=self.args.clients,
+            path=SINGLE_PATH,
+            bodies=lambda i: self.mail.message("warm", i),
+        )
+        probe = self.post(
+            "warm",
+            1,
+            clients=1,
+            path=BATCH_PATH,
+            bodies=lambda _: self.mail.batch("warm", 200, 10),
+            accepted=load.accepted_batch,
+        )
+        self.batch_available = probe.statuses.get(404, 0) == 0 and probe.accepted > 0
+        self.wait_delivered("warm", self.accounting.phases.get("warm", 0))
+
+    def raw_limit(self) -> None:
+        count = self.args.messages
+        self.rows.append(heading("Raw limit: plain smtplib into the same sink, no DB or queue"))
+        for connections in (1, 4):
+            say(f"raw limit over {connections} connection(s): {count:,} messages")
+            result = load.smtp_blast(
+                port=self.stack.sink.port,
+                mail=self.mail,
+                phase=f"raw{connections}",
+                count=count,
+                connections=connections,
+            )
+            measured = rate(result.sent, result.seconds)
+            if connections == 4:
+                self.raw4_rate = measured
+            label = "1 connection" if connections == 1 else "4 connections, 4 threads"
+            self.rows.append(Row(label, measured, "msgs/s"))
+            if result.failed:
+                self.rows.append(Row(f"{label}: refused by the sink", result.failed, "msgs"))
+
+    def single_accept(self) -> None:
+        count, clients = self.args.single, self.args.clients
+        say(f"single-message accept: {count:,} requests from {clients} connections")
+        before = self.sampler.mark()
+        result = self.profiled(
+            "single",
+            ["api"],
+            lambda: self.post(
+                "single",
+                count,
+                clients=clients,
+                path=SINGLE_PATH,
+                bodies=lambda i: self.mail.message("single", i),
+            ),
+        )
+        after = self.sampler.mark()
+        self.wait_delivered("single", result.accepted)
+        failures = result.requests - result.statuses.get(202, 0)
+        self.rows += [
+            heading(
+                f"API single-message accept: POST {SINGLE_PATH}, {clients} connections, "
+                f"{count:,} requests"
+            ),
+            Row("rate", rate(result.requests, result.seconds), "req/s", Target(">=", 1000)),
+            *spread_rows("latency", result.latencies, scale=1000, unit="ms")[:2],
+            Row(
+                "latency p99",
+                percentile(result.latencies, 99) * 1000 if result.latencies else None,
+                "ms",
+                Target("<=", 100),
+            ),
+            Row("requests not answered 202", failures, "requests", Target("==", 0)),
+            *spread_rows(
+                "accept→delivered at this rate", delivered_latencies("single"), scale=1, unit="s"
+            ),
+            *cpu_rows(before, after, result.requests, "ms/request"),
+        ]
+        if failures:
+            say(f"single: statuses {dict(result.statuses)}, errors {dict(result.errors)}")
+
+    def end_to_end(self) -> None:
+        count = self.args.messages
+        how = f"batches of {BATCH_SIZE}" if self.batch_available else "single requests"
+        say(f"end to end: {count:,} messages in {how}")
+        before = self.sampler.mark()
+
+        def accept_and_deliver() -> tuple[load.HttpResult, dict]:
+            sent = self.send_batches("e2e", count)
+            return sent, self.wait_delivered("e2e", sent.accepted)
+
+        result, arrived = self.profiled(
+            "e2e", ["api", "worker general", "worker high"], accept_and_deliver
+        )
+        after = self.sampler.mark()
+        from deliveries.states import DeliveryStatus
+
+        delivered_rows = _deliveries("e2e").filter(status=DeliveryStatus.DELIVERED).count()
+        end_to_end = (
+            rate(arrived["distinct"], arrived["last"] - result.started) if arrived["last"] else None
+        )
+        if self.batch_available:
+            self.rows += [
+                heading(
+                    f"API batch accept: POST {BATCH_PATH}, {BATCH_SIZE} per request, "
+                    f"{self.args.batch_clients} connections, while delivering"
+                ),
+                Row("rate", rate(result.accepted, result.seconds), "msgs/s", Target(">=", 5000)),
+                *spread_rows("request latency", result.latencies, scale=1000, unit="ms")[:2],
+            ]
+        else:
+            self.rows += [
+                heading(f"API batch accept: POST {BATCH_PATH}"),
+                Row("rate", "missing", "", Target(">=", 5000), wanted="endpoint absent"),
+            ]
+        self.rows += [
+            heading(f"End to end: {count:,} messages, first accept → last arrival at the sink"),
+            Row("rate", end_to_end, "msgs/s"),
+            Row(
+                "ratio to the raw 4-connection rate",
+                share * 100 if (share := ratio(end_to_end, self.raw4_rate)) is not None else None,
+                "%",
+                Target(">=", 75),
+            ),
+            Row("delivered rows in Postgres", delivered_rows, "rows", Target("==", count)),
+            *spread_rows("accept→delivered", delivered_latencies("e2e"), scale=1, unit="s"),
+            *cpu_rows(before, after, arrived["distinct"], "ms/msg"),
+        ]
+
+    def high_behind_backlog(self) -> None:
+        backlog, high = min(self.args.backlog, self.args.messages), self.args.high
+        say(f"high behind a backlog: {backlog:,} low, then {high} high")
+        self.send_batches("low", backlog, priority="low")
+        self.post(
+            "high",
+            high,
+            clients=1,
+            path=SINGLE_PATH,
+            bodies=lambda i: self.mail.message("high", i, priority="high"),
+        )
+        self.wait_delivered("high", self.accounting.phases.get("high", 0))
+        self.wait_delivered("low", self.accounting.phases.get("low", 0))
+        high_arrivals = self.stack.sink.arrivals("high")
+        last_high = max(high_arrivals.values(), default=None)
+        low_after = (
+            sum(1 for t in self.stack.sink.arrivals("low").values() if t > last_high)
+            if last_high
+            else None
+        )
+        at_sink = sink_latencies("high", high_arrivals)
+        in_postgres = delivered_latencies("high")
+        self.rows += [
+            heading(f"`high` behind a backlog: {backlog:,} `low` queued, then {high} `high`"),
+            Row(
+                "high accept→sink p95",
+                percentile(at_sink, 95) if at_sink else None,
+                "s",
+                Target("<", 5),
+            ),
+            Row("high accept→sink max", max(at_sink, default=None), "s"),
+            Row(
+                "high accept→delivered p95 (Postgres)",
+                percentile(in_postgres, 95) if in_postgres else None,
+                "s",
+            ),
+            Row("low still to deliver when the last high arrived", low_after, "msgs"),
+        ]
+
+    def soak(self) -> None:
+        seconds, per_second = self.args.soak, self.args.soak_rate
+        count = int(seconds * per_second)
+        say(f"soak: {count:,} messages at {per_second:g}/s for {seconds:g} s")
+        started = time.monotonic()
+        self.post(
+            "soak",
+            count,
+            clients=8,
+            path=SINGLE_PATH,
+            bodies=lambda i: self.mail.message("soak", i),
+            per_second=per_second,
+        )
+        self.wait_delivered("soak", self.accounting.phases.get("soak", 0))
+        samples = [totals for at, totals in self.sampler.series if at >= started]
+        # The first tenth warms up (pool processes reach their working set); flat is judged
+        # from there to the end.
+        steady = samples[len(samples) // 10 :] or samples
+        self.rows.append(
+            heading(f"Soak: {seconds:g} s at {per_second:g} msgs/s, RSS sampled every second")
+        )
+        for group in ("worker general", "worker high", "api"):
+            values = [totals[group] for totals in steady if group in totals]
+            if not values:
+                continue
+            first, last, peak = values[0], values[-1], max(values)
+            self.rows += [
+                Row(
+                    f"{group}: RSS first / last / max",
+                    f"{first / MIB:,.0f} / {last / MIB:,.0f} / {peak / MIB:,.0f}",
+                    "MiB",
+                ),
+                Row(
+                    f"{group}: growth first → last",
+                    (last - first) * 100 / first,
+                    "%",
+                    Target("<=", 10),
+                ),
+            ]
+
+    def memory_rows(self) -> None:
+        self.rows.append(heading("Peak RSS during the run (the sum counts shared pages twice)"))
+        for group, peak in self.sampler.peaks.items():
+            if not group.startswith(("worker", "api")):
+                continue
+            self.rows += [
+                Row(f"{group}: largest process", peak.largest_process / MIB, "MiB"),
+                Row(f"{group}: all {peak.processes} processes", peak.largest_total / MIB, "MiB"),
+            ]
+
+    def correctness(self) -> None:
+        from deliveries.models import Delivery, Message
+        from deliveries.states import ACTIVE, DeliveryStatus
+
+        sink = self.stack.sink.duplicates()
+        in_postgres = Message.objects.filter(client__name="bench").count()
+        waiting = Delivery.objects.filter(status__in=sorted(ACTIVE)).count()
+        missing = max(self.accounting.accepted - in_postgres, 0)
+        unsent = Delivery.objects.exclude(status=DeliveryStatus.DELIVERED).count() - waiting
+        without_attempt = (
+            Delivery.objects.filter(status=DeliveryStatus.DELIVERED)
+            .exclude(attempt_set__outcome="delivered")
+            .count()
+        )
+        self.rows += [
+            heading("Correctness, the whole run"),
+            Row("messages accepted by the API", self.accounting.accepted, "msgs"),
+            Row("lost: accepted but not final", waiting + missing, "msgs", Target("==", 0)),
+            Row(
+                "duplicated: a Message-ID at the sink twice",
+                sink["duplicates"],
+                "msgs",
+                Target("==", 0),
+            ),
+            Row("final but not delivered (bounced, failed ...)", unsent, "msgs", Target("==", 0)),
+            Row(
+                "delivered without a delivered attempt row",
+                without_attempt,
+                "rows",
+                Target("==", 0),
+            ),
+        ]
+        if sink["duplicates"]:
+            say(f"duplicated Message-IDs, e.g. {sink['examples']}")
+
+    def dispatcher(self) -> None:
+        """After the stack stopped: no beat ticks in between, nothing else on the database."""
+        from api.models import Client
+        from benchmarks.dispatcher import due_query_plan, seed_finished, tick_seconds
+        from deliveries.models import Delivery
+
+        repeats, extra = self.args.ticks, self.args.million
+        rows_before = Delivery.objects.count()
+        say(f"dispatcher: {repeats} empty ticks over {rows_before:,} rows")
+        before = tick_seconds(repeats=repeats)
+        say(f"dispatcher: inserting {extra:,} finished or far-future rows")
+        started = time.monotonic()
+        seed_finished(client_id=Client.objects.get(name="bench").id, count=extra)
+        say(f"dispatcher: inserted in {time.monotonic() - started:.0f} s; {repeats} ticks again")
+        after = tick_seconds(repeats=repeats)
+        plan = due_query_plan()
+        say("the due query's plan after the insert:\n    " + plan.replace("\n", "\n    "))
+        median_before, median_after = percentile(before, 50), percentile(after, 50)
+        self.rows += [
+            heading(f"Dispatcher tick with nothing due, median of {repeats}"),
+            Row(f"over {rows_before:,} rows", median_before * 1000, "ms"),
+            Row(f"with {extra:,} finished or far-future rows more", median_after * 1000, "ms"),
+            Row("ratio", ratio(median_after, median_before), "x", Target("<", 2)),
+            Row(
+                "due query reads the partial index delivery_due",
+                "yes" if "delivery_due" in plan else "no",
+                "",
+                wanted="yes",
+                ok="delivery_due" in plan,
+            ),
+        ]
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+def git_version() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(  # noqa: S603 - fixed arguments
+            ["git", *args],  # noqa: S607
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return f"{commit} (with uncommitted changes)" if dirty else commit
+
+
+def header(stack: Stack, args: argparse.Namespace, load_at_start: tuple[float, ...]) -> str:
+    from django.db import connection
+
+    from mailhub.celery import app
+
+    box = machine()
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        postgres = cursor.fetchone()[0]
+    with app.connection_for_write() as broker:
+        broker.ensure_connection(max_retries=1)
+        rabbit = broker.connection.server_properties.get("version", "?")
+    api = stack.process_groups()["api"]
+    api_workers = len(process_trees({"api": api})["api"]) - 1 if api else 0
+    threads = args.api_threads or "4 (gunicorn.conf.py's default)"
+    sizing = stack.sizing
+    return "\n".join(
+        [
+            f"Mailhub benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {git_version()}",
+            f"Machine: {box.cpus} CPUs ({box.cpu_model}), {box.memory_bytes / 2**30:.1f} GiB, "
+            f"Linux {box.kernel}, Python {box.python}, PostgreSQL {postgres}, RabbitMQ {rabbit}",
+            "Load average at start: " + " ".join(f"{value:.2f}" for value in load_at_start),
+            f"Stack, all on this machine: API gunicorn {api_workers} worker processes x "
+            f"{threads} threads; Celery pools (processes): high {sizing.high}, general "
+            f"{sizing.general} + beat, webhooks {sizing.webhooks}; aiosmtpd sink on its own",
+            f"Messages: N = {args.messages:,}, 1 recipient at {args.domains} domain(s), "
+            f"~2 KB text; single-accept requests {args.single:,}",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    # SIGTERM (a CI timeout, `kill`) cleans up like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    load_at_start = os.getloadavg()
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="mailhub-bench-"))
+    stack = Stack(
+        database_url=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+        sizing=Sizing(
+            high=args.high_concurrency,
+            general=args.general_concurrency,
+            webhooks=args.webhooks_concurrency,
+            api_workers=args.api_workers,
+            api_threads=args.api_threads,
+        ),
+        log_dir=log_dir,
+    )
+    stack.keep_database = args.keep_database
+    say(f"logs in {log_dir}; load average {load_at_start[0]:.2f}")
+    benchmark = Benchmark(stack, args)
+    top = ""
+    try:
+        stack.start()
+        top = header(stack, args, load_at_start)
+        benchmark.run()
+        stack.stop_processes()
+        if not args.skip_million:
+            benchmark.dispatcher()
+    except KeyboardInterrupt:
+        say("interrupted; stopping everything")
+        raise SystemExit(130) from None
+    except Exception:
+        if benchmark.rows:
+            say("failed; what was measured before:\n" + format_table(benchmark.rows))
+        raise
+    finally:
+        stack.close()
+    if args.profile:
+        top += f"\n(profiled with py-spy at {PROFILE_RATE} Hz: figures somewhat lower than without)"
+    print(top)
+    print(f"Load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print()
+    print(format_table(benchmark.rows))
+    if benchmark.profiles:
+        print()
+        print("\n\n".join(benchmark.profiles))
