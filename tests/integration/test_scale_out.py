@@ -9,7 +9,6 @@ session's `mail_stack` workers, which share the test database, never take its ta
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -114,8 +113,13 @@ def _kill_leftovers(worker: WorkerProcess) -> None:
     """
     if worker.process is None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(worker.process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(worker.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return  # the group is empty
+        time.sleep(0.2)
 
 
 def _post_through(api: ApiServer, key: str, indexes: list[int]) -> list[uuid.UUID]:
