@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +48,9 @@ class WorkerProcess:
             "--without-mingle",
         ]
         if beat:
-            self.command += ["-B", "-s", str(log_dir / f"beat-{name}.schedule")]
+            # A fresh schedule file each start: one left by a killed beat may be half written.
+            schedule = log_dir / f"beat-{name}-{uuid.uuid4().hex[:8]}.schedule"
+            self.command += ["-B", "-s", str(schedule)]
         # Celery's pool processes ignore SIGTERM with this set, so that a TERM sent to the whole
         # process group (as stop() does) is a warm shutdown, not the death of a running task.
         self.env = {**env, "REMAP_SIGTERM": "SIGTERM"}
@@ -82,6 +86,10 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(5)
+        # The embedded beat ignores SIGTERM under REMAP_SIGTERM and would outlive its worker,
+        # ticking against the test database; nothing of the group may survive the stop.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool processes at once, as a crash or an OOM kill would."""
@@ -92,3 +100,25 @@ class WorkerProcess:
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def delete_queues(prefix: str) -> None:
+    """Delete the RabbitMQ queues a stack with this MAILHUB_QUEUE_PREFIX declared."""
+    from django.conf import settings
+    from kombu import Queue
+
+    from mailhub.celery import app
+
+    own = settings.MAILHUB_QUEUE_PREFIX
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for queue in settings.CELERY_TASK_QUEUES:
+            Queue(prefix + queue.name.removeprefix(own)).bind(channel).delete()
+
+
+def database_url() -> str:
+    """The URL of the test database pytest-django created, for worker processes to use."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
