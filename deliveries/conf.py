@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 
+from deliveries.limits import DomainLimit
 from deliveries.policy import RetryPolicy
 
 
@@ -33,3 +34,20 @@ def message_lifetime() -> timedelta:
 
 def queue_for(priority: str) -> str:
     return settings.MAILHUB_QUEUES[priority]
+
+
+def domain_limits() -> tuple[dict[str, DomainLimit], DomainLimit]:
+    """The per-domain exceptions and the default limit."""
+    limits = {
+        domain: DomainLimit(concurrency=concurrency, per_minute=per_minute)
+        for domain, (concurrency, per_minute) in settings.MAILHUB_DOMAIN_LIMITS.items()
+    }
+    default = DomainLimit(
+        concurrency=settings.MAILHUB_DOMAIN_CONCURRENCY,
+        per_minute=settings.MAILHUB_DOMAIN_RATE_PER_MINUTE,
+    )
+    return limits, default
+
+
+def domain_wait() -> timedelta:
+    return timedelta(seconds=settings.MAILHUB_DOMAIN_WAIT_SECONDS)

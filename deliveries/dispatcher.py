@@ -11,13 +11,14 @@ through the partial index ``delivery_due`` and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from deliveries import conf
-from deliveries.models import Delivery
+from deliveries.models import Delivery, DomainWindow
 from deliveries.publisher import messages_publish
 from deliveries.services import (
     deliveries_transition,
@@ -102,6 +103,8 @@ def deliveries_dispatch(*, batch: int | None = None) -> DispatchReport:
             last_reply="message lifetime exceeded before it could be delivered",
         )
         messages_refresh_status(message_ids=touched_messages)
+        # Rate-limit windows older than the current minute are never read again.
+        DomainWindow.objects.filter(minute__lt=now - timedelta(minutes=2)).delete()
     if to_publish:
         report.published_messages = messages_publish(messages=to_publish.items())
     return report

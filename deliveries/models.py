@@ -62,6 +62,8 @@ class Delivery(models.Model):
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="deliveries")
     address = models.CharField(max_length=254, help_text="The envelope recipient")
+    # Lower-cased domain of the address: per-destination limits count by it.
+    domain = models.CharField(max_length=255, blank=True)
     name = models.CharField(max_length=200, blank=True, help_text="Display name for headers")
     kind = models.CharField(max_length=3, choices=Kind.choices, default=Kind.TO)
     status = models.CharField(max_length=12, choices=DeliveryStatus.choices)
@@ -87,6 +89,12 @@ class Delivery(models.Model):
                 fields=["next_attempt_at"],
                 name="delivery_due",
                 condition=Q(status__in=sorted(ACTIVE)),
+            ),
+            # Per-destination concurrency: how many deliveries to a domain are being sent now.
+            models.Index(
+                fields=["domain"],
+                name="delivery_sending_domain",
+                condition=Q(status=DeliveryStatus.SENDING),
             ),
         ]
 
@@ -221,3 +229,19 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.recipient}"
+
+
+class DomainWindow(models.Model):
+    """Attempts started towards one domain in one minute, for per-destination rate limits."""
+
+    domain = models.CharField(max_length=255)
+    minute = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["domain", "minute"], name="domain_window_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.domain} {self.minute:%H:%M}: {self.count}"

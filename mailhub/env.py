@@ -161,3 +161,23 @@ def parse_broker_url(name: str, url: str) -> str:
     if scheme not in {"amqp", "amqps", "pyamqp"}:
         raise ImproperlyConfigured(f"{name} must be an amqp:// URL (RabbitMQ), got {url!r}")
     return url
+
+
+def parse_domain_limits(name: str, value: str) -> dict[str, tuple[int, int]]:
+    """``domain=CONCURRENCY/PER_MINUTE`` pairs, comma-separated; 0 means no limit.
+
+    ``gmail.com=10/600,example.org=2/30`` allows 10 deliveries to gmail.com at once and 600
+    attempts a minute, 2 at once and 30 a minute to example.org.
+    """
+    limits: dict[str, tuple[int, int]] = {}
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        domain, _, numbers = item.partition("=")
+        concurrency, _, per_minute = numbers.partition("/")
+        if not domain or not concurrency.isdigit() or not per_minute.isdigit():
+            raise ImproperlyConfigured(
+                f"{name}: expected domain=CONCURRENCY/PER_MINUTE, got {item!r}"
+            )
+        limits[domain.strip().lower()] = (int(concurrency), int(per_minute))
+    return limits

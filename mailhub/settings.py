@@ -20,6 +20,7 @@ from mailhub.env import (
     env_str,
     parse_broker_url,
     parse_database_url,
+    parse_domain_limits,
     parse_smtp_url,
     parse_smtp_urls,
 )
@@ -181,6 +182,16 @@ MAILHUB_SMTP_RELAYS = (
     else [MAILHUB_SMTP]
 )
 MAILHUB_RELAY_COOLDOWN_SECONDS = env_float("MAILHUB_RELAY_COOLDOWN_SECONDS", 30.0, minimum=0)
+# Per-destination limits, across all workers: deliveries sent at once to one recipient domain,
+# and attempts started towards it per minute (0 = no limit), with exceptions per domain in
+# MAILHUB_DOMAIN_LIMITS ("gmail.com=10/600,example.org=2/30"). Mail over a limit waits
+# MAILHUB_DOMAIN_WAIT_SECONDS and is not charged an attempt.
+MAILHUB_DOMAIN_CONCURRENCY = env_int("MAILHUB_DOMAIN_CONCURRENCY", 20, minimum=0)
+MAILHUB_DOMAIN_RATE_PER_MINUTE = env_int("MAILHUB_DOMAIN_RATE_PER_MINUTE", 0, minimum=0)
+MAILHUB_DOMAIN_LIMITS = parse_domain_limits(
+    "MAILHUB_DOMAIN_LIMITS", env_str("MAILHUB_DOMAIN_LIMITS", "")
+)
+MAILHUB_DOMAIN_WAIT_SECONDS = env_float("MAILHUB_DOMAIN_WAIT_SECONDS", 5.0, minimum=0.1)
 MAILHUB_SMTP_HELO_NAME = env_str("MAILHUB_SMTP_HELO_NAME", "") or None
 # RFC 5321 4.5.3.2 suggests 5 minutes per command and 10 for the end of DATA, written for
 # store-and-forward between MTAs. Mailhub talks to a relay it chose; a relay that is silent for

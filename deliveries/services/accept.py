@@ -180,6 +180,7 @@ def _new_deliveries(
         delivery = Delivery(
             message=message,
             address=recipient.address,
+            domain=recipient.address.rpartition("@")[2].lower(),
             name=recipient.name,
             kind=recipient.kind,
             updated_at=now,

@@ -4,20 +4,23 @@ transaction over the worker's reused connection, record every recipient's outcom
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
 from uuid import UUID
 
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import Count, F, Q
 from django.utils import timezone
+from psycopg2.extras import execute_values
 
 from deliveries import conf
 from deliveries.bulk import update_from_values
+from deliveries.limits import admissible, limit_for
 from deliveries.mime import build_mime
-from deliveries.models import Attachment, Attempt, Delivery, Message, Suppression
+from deliveries.models import Attachment, Attempt, Delivery, DomainWindow, Message, Suppression
 from deliveries.policy import (
     Decision,
     ReplyClass,
@@ -82,6 +85,13 @@ def deliveries_claim(
                 last_reply="message lifetime exceeded before it could be sent",
             )
             messages_refresh_status(message_ids={row.message_id for row in expired})
+        live, held = _admit_by_domain(live, now=now)
+        if held:
+            # Over its domain's limit: stays queued, published again shortly by the dispatcher,
+            # and is not charged an attempt.
+            Delivery.objects.filter(id__in=[row.id for row in held]).update(
+                next_attempt_at=now + conf.domain_wait()
+            )
         if not live:
             return []
         deliveries_transition(
@@ -122,6 +132,84 @@ def deliveries_claim(
     for attachment in Attachment.objects.filter(message_id__in=claims).order_by("id"):
         claims[attachment.message_id].attachments.append(attachment)
     return list(claims.values())
+
+
+_DOMAIN_LOCK_SEED = 0x4D41494C  # any constant, the same in every process
+_COUNT_STARTS_SQL = (
+    "INSERT INTO deliveries_domainwindow (domain, minute, count) VALUES %s"
+    " ON CONFLICT (domain, minute) DO UPDATE"
+    " SET count = deliveries_domainwindow.count + EXCLUDED.count"
+)
+
+
+def _admit_by_domain(
+    rows: list[Delivery], *, now: datetime
+) -> tuple[list[Delivery], list[Delivery]]:
+    """Split claimable rows into those their domain's limits admit now and those held back.
+
+    Runs inside the claim transaction. A per-domain advisory lock, held until commit, makes the
+    count-then-claim exact across workers: nobody else claims for that domain in between.
+    """
+    limits, default = conf.domain_limits()
+    wanted = Counter(row.domain for row in rows)
+    limited = {
+        domain: limit
+        for domain in wanted
+        if not (limit := limit_for(domain, limits=limits, default=default)).unlimited
+    }
+    if not limited:
+        return rows, []
+    domains = sorted(limited)
+    minute = now.replace(second=0, microsecond=0)
+    with connection.cursor() as cursor:
+        # Sorted, so two claimers needing the same domains take the locks in the same order.
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(d, %s))"
+            " FROM unnest(%s::text[]) AS d ORDER BY d",
+            [_DOMAIN_LOCK_SEED, domains],
+        )
+    # A connection is a task sending to the domain: count the distinct tasks behind the
+    # deliveries being sent (their current attempts), found through the partial index.
+    connections = dict(
+        Attempt.objects.filter(
+            delivery__status=S.SENDING,
+            delivery__domain__in=domains,
+            number=F("delivery__attempts"),
+        )
+        .values("delivery__domain")
+        .annotate(n=Count("task_id", distinct=True))
+        .values_list("delivery__domain", "n")
+    )
+    rated = [domain for domain in domains if limited[domain].per_minute]
+    started = dict(
+        DomainWindow.objects.filter(domain__in=rated, minute=minute).values_list("domain", "count")
+    )
+    room = {
+        domain: admissible(
+            wanted=wanted[domain],
+            limit=limited[domain],
+            connections=connections.get(domain, 0),
+            started_this_minute=started.get(domain, 0),
+        )
+        for domain in domains
+    }
+    admitted, held = [], []
+    for row in rows:
+        if row.domain in room and room[row.domain] <= 0:
+            held.append(row)
+            continue
+        if row.domain in room:
+            room[row.domain] -= 1
+        admitted.append(row)
+    started_now = Counter(row.domain for row in admitted if row.domain in rated)
+    if started_now:
+        with connection.cursor() as cursor:
+            execute_values(
+                cursor.cursor,
+                _COUNT_STARTS_SQL,
+                [(domain, minute, count) for domain, count in started_now.items()],
+            )
+    return admitted, held
 
 
 def _reply_text(reply: SmtpReply, decision: Decision) -> str:

@@ -16,7 +16,9 @@ from django.conf import settings
 from deliveries.models import Message
 from deliveries.states import MessageStatus
 from tests.support.sink import SmtpSink
-from tests.support.workers import ROOT, WorkerProcess
+from tests.support.workers import ROOT, WorkerProcess, database_url, delete_queues
+
+_database_url = database_url  # the name older test modules import
 
 FINAL_MESSAGE_STATUSES = {
     MessageStatus.DELIVERED,
@@ -38,20 +40,6 @@ WORKER_ENV = {
 }
 
 
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-def _delete_test_queues() -> None:
-    from mailhub.celery import app
-
-    with app.connection_for_write() as connection:
-        channel = connection.default_channel
-        for queue in settings.CELERY_TASK_QUEUES:
-            queue.bind(channel).delete()
-
-
 @pytest.fixture(scope="module")
 def mail_stack(django_db_setup, django_db_blocker) -> Iterator[SmtpSink]:
     """Workers for one test module at a time: a module that needs other workers (other relays,
@@ -63,7 +51,7 @@ def mail_stack(django_db_setup, django_db_blocker) -> Iterator[SmtpSink]:
         **os.environ,
         **WORKER_ENV,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "MAILHUB_SMTP_URL": sink.url,
         "PYTHONUNBUFFERED": "1",
     }
@@ -87,7 +75,7 @@ def mail_stack(django_db_setup, django_db_blocker) -> Iterator[SmtpSink]:
         for worker in workers:
             worker.stop()
         sink.stop()
-        _delete_test_queues()
+        delete_queues(settings.MAILHUB_QUEUE_PREFIX)
 
 
 @pytest.fixture(scope="session", autouse=True)

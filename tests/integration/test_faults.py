@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.test import override_settings
 
 from deliveries.models import Attempt, Delivery, Message
@@ -24,14 +23,9 @@ from deliveries.states import DeliveryStatus, MessageStatus
 from tests.builders import make_actor
 from tests.integration.conftest import FINAL_MESSAGE_STATUSES, WORKER_ENV, wait_until
 from tests.support.sink import HANG, SmtpSink, free_port
-from tests.support.workers import ROOT, WorkerProcess
+from tests.support.workers import ROOT, WorkerProcess, database_url, delete_queues
 
 pytestmark = pytest.mark.integration
-
-
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 class Stack:
@@ -46,7 +40,7 @@ class Stack:
             **os.environ,
             **WORKER_ENV,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": database_url(),
             "MAILHUB_QUEUE_PREFIX": self.prefix,
             "PYTHONUNBUFFERED": "1",
             **env,
@@ -82,6 +76,7 @@ class Stack:
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
+        delete_queues(self.prefix)
 
 
 @contextmanager
@@ -101,7 +96,13 @@ def wait_all_final(messages: list[Message], *, timeout: float) -> dict[str, int]
             ids
         )
 
-    wait_until(done, timeout=timeout, what=f"{len(ids)} messages to reach a final status")
+    try:
+        wait_until(done, timeout=timeout, what=f"{len(ids)} messages to reach a final status")
+    except AssertionError as exc:
+        statuses = Counter(
+            Delivery.objects.filter(message_id__in=ids).values_list("status", flat=True)
+        )
+        raise AssertionError(f"{exc}; deliveries by status: {dict(statuses)}") from None
     return Counter(Message.objects.filter(id__in=ids).values_list("status", flat=True))
 
 
@@ -212,9 +213,43 @@ def test_killing_workers_mid_batch_loses_no_message(client):
         assert set(received) == expected  # every delivered recipient reached the server
         duplicates = sum(count - 1 for count in received.values())
         lost = Attempt.objects.filter(delivery__message__in=messages, outcome="lost").count()
-        print(
-            f"killed twice: 600 delivered, {lost} attempts lost, {duplicates} duplicates"
-        )
+        print(f"killed twice: 600 delivered, {lost} attempts lost, {duplicates} duplicates")
         assert duplicates <= lost  # a duplicate is only possible for an attempt whose worker died
+    finally:
+        sink.stop()
+
+
+def test_a_domain_limited_to_one_connection_never_gets_two_and_its_waits_cost_no_attempt(client):
+    sink = SmtpSink().start()
+    sink.delay_seconds = 0.2
+    env = {
+        "MAILHUB_SMTP_URL": sink.url,
+        "MAILHUB_DOMAIN_LIMITS": "slow.example=1/0",
+        "MAILHUB_DOMAIN_WAIT_SECONDS": "0.2",
+    }
+    try:
+        with stack(**env) as running:
+            running.start_worker(concurrency=3)
+            drafts = [
+                MessageDraft(
+                    sender="alerts@shop.test",
+                    recipients=[Recipient(address=f"user{i}@{domain}")],
+                    subject="limits",
+                    text="hello",
+                )
+                for i in range(6)
+                for domain in ("slow.example", "fast.example")
+            ]
+            # One message per task, so that tasks compete for the domain's single connection.
+            with override_settings(MAILHUB_QUEUES=running.queues, MAILHUB_TASK_BATCH_SIZE=1):
+                messages = messages_accept(client=client, drafts=drafts)
+
+            statuses = wait_all_final(messages, timeout=60)
+
+        assert statuses == {MessageStatus.DELIVERED: 12}
+        assert sink.max_in_flight["slow.example"] == 1
+        assert sink.max_in_flight["fast.example"] > 1  # the limit is per domain, not global
+        attempts = Delivery.objects.filter(message__in=messages).values_list("attempts", flat=True)
+        assert set(attempts) == {1}  # held back, never charged
     finally:
         sink.stop()

@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from deliveries.models import Attempt, Delivery, Message
@@ -214,15 +215,16 @@ def test_a_delivery_whose_worker_died_is_taken_back_after_its_lease(sink, acme):
         created_at=now,
         expires_at=now + timedelta(hours=1),
     )
-    delivery = Delivery.objects.create(
-        message=message,
-        address="ann@example.com",
-        status=DeliveryStatus.SENDING,
-        attempts=1,
-        next_attempt_at=now - timedelta(seconds=1),  # the lease has run out
-        updated_at=now,
-    )
-    Attempt.objects.create(delivery=delivery, number=1, worker="dead@host", started_at=now)
+    with transaction.atomic():  # the dispatcher must not see the delivery without its attempt
+        delivery = Delivery.objects.create(
+            message=message,
+            address="ann@example.com",
+            status=DeliveryStatus.SENDING,
+            attempts=1,
+            next_attempt_at=now - timedelta(seconds=1),  # the lease has run out
+            updated_at=now,
+        )
+        Attempt.objects.create(delivery=delivery, number=1, worker="dead@host", started_at=now)
 
     assert wait_until_final(message.id).status == MessageStatus.DELIVERED
     first, second = attempts_of(message.id, "ann@example.com")

@@ -43,6 +43,9 @@ class ScriptedHandler:
         self.delay_seconds = 0.0
         self._rcpt_script: dict[str, deque[str]] = {}
         self._data_script: deque[str] = deque()
+        # Per recipient domain: transactions in DATA right now, and the most there ever were.
+        self._in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}
 
     # -- scripting, from the test's thread -----------------------------------------------------
 
@@ -53,6 +56,8 @@ class ScriptedHandler:
             self.delay_seconds = 0.0
             self._rcpt_script.clear()
             self._data_script.clear()
+            self._in_flight.clear()
+            self.max_in_flight.clear()
 
     def script_rcpt(self, address: str, *replies: str) -> None:
         with self._lock:
@@ -108,8 +113,18 @@ class ScriptedHandler:
             return "451 4.4.2 too late: the client should have given up"
         if reply is not None:
             return reply
+        domains = {rcpt.rpartition("@")[2].lower() for rcpt in envelope.rcpt_tos}
+        with self._lock:
+            for domain in domains:
+                self._in_flight[domain] = self._in_flight.get(domain, 0) + 1
+                self.max_in_flight[domain] = max(
+                    self.max_in_flight.get(domain, 0), self._in_flight[domain]
+                )
         if delay:
             await asyncio.sleep(delay)
+        with self._lock:
+            for domain in domains:
+                self._in_flight[domain] -= 1
         message = Received(
             mail_from=envelope.mail_from,
             rcpt_tos=tuple(envelope.rcpt_tos),
@@ -145,6 +160,15 @@ class SmtpSink:
 
     def stop(self) -> None:
         self._controller.stop()
+
+    @property
+    def delay_seconds(self) -> float:
+        return self.handler.delay_seconds
+
+    @delay_seconds.setter
+    def delay_seconds(self, seconds: float) -> None:
+        """How long each DATA takes to be accepted: a slow relay."""
+        self.handler.delay_seconds = seconds
 
     def __getattr__(self, name):
         return getattr(self.handler, name)
