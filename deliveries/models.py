@@ -6,6 +6,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 
 from deliveries.states import ACTIVE, DeliveryStatus, MessageStatus
 
@@ -90,6 +91,8 @@ class Delivery(models.Model):
                 name="delivery_due",
                 condition=Q(status__in=sorted(ACTIVE)),
             ),
+            # Recipient search (admin, commands) is case-insensitive.
+            models.Index(Upper("address"), name="delivery_address_upper"),
             # Per-destination concurrency: how many deliveries to a domain are being sent now.
             models.Index(
                 fields=["domain"],
@@ -222,6 +225,8 @@ class Event(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["client", "created_at"], name="event_client_created"),
+            # The admin's event list and /metrics read events by time across clients.
+            models.Index(fields=["created_at"], name="event_created"),
             models.Index(
                 fields=["created_at"], name="event_fanout_due", condition=Q(fanned_out=False)
             ),
