@@ -9,8 +9,10 @@ default "not idle" counts those). So the shares are shares of the Python code's 
 near enough. The summary answers three questions:
 
 - which modules burn it (self time by the innermost frame's top-level module);
+- how much is spent in each of Mailhub's own functions, all they call included (inclusive);
 - under which line of Mailhub's own code it is spent (the innermost frame in ``PROJECT``: the
-  line of ``deliveries/services/sending.py`` that ran the query, not the query machinery);
+  line of ``deliveries/services/sending.py`` that ran the query, not the query machinery; a
+  request's framework work lands on the outermost Mailhub middleware);
 - which functions burn it themselves (self time).
 
 Recording needs ``py-spy`` (in .venv) and permission to trace the processes (root, or
@@ -86,6 +88,7 @@ def parse_raw(text: str) -> list[tuple[list[Frame], int]]:
 class Summary:
     samples: int
     by_module: list[tuple[str, float]]  # self share by top-level module, largest first
+    by_project_function: list[tuple[str, float]]  # inclusive share of each Mailhub function
     by_project_line: list[tuple[str, float]]  # share under each innermost line of Mailhub code
     by_function: list[tuple[str, float]]  # self share by function (all lines of it)
 
@@ -93,6 +96,7 @@ class Summary:
 def summarize(stacks: Iterable[tuple[list[Frame], int]], *, top: int = 12) -> Summary:
     """Shares (0..1) of all samples, the ``top`` largest of each kind."""
     modules: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
     lines: Counter[str] = Counter()
     functions: Counter[str] = Counter()
     total = 0
@@ -101,6 +105,9 @@ def summarize(stacks: Iterable[tuple[list[Frame], int]], *, top: int = 12) -> Su
         leaf = frames[-1]
         modules[leaf.module] += count
         functions[leaf.where(line=False)] += count
+        # Once per sample, however often the function is on the stack (recursion).
+        for name in {frame.where(line=False) for frame in frames if frame.in_project}:
+            inclusive[name] += count
         project = next((frame for frame in reversed(frames) if frame.in_project), None)
         lines[project.where() if project else OUTSIDE] += count
 
@@ -108,8 +115,8 @@ def summarize(stacks: Iterable[tuple[list[Frame], int]], *, top: int = 12) -> Su
         return [(name, count / total) for name, count in counter.most_common(top)]
 
     if total == 0:
-        return Summary(0, [], [], [])
-    return Summary(total, shares(modules), shares(lines), shares(functions))
+        return Summary(0, [], [], [], [])
+    return Summary(total, shares(modules), shares(inclusive), shares(lines), shares(functions))
 
 
 def format_summary(title: str, summary: Summary, *, rate: int) -> str:
@@ -121,6 +128,8 @@ def format_summary(title: str, summary: Summary, *, rate: int) -> str:
         "  self time by module: "
         + ", ".join(f"{name} {share:.1%}" for name, share in summary.by_module)
     )
+    out.append("  in each Mailhub function, with all it calls:")
+    out += [f"    {share:6.1%}  {name}" for name, share in summary.by_project_function]
     out.append("  under each line of Mailhub code (innermost Mailhub frame):")
     out += [f"    {share:6.1%}  {name}" for name, share in summary.by_project_line]
     out.append("  self time by function:")

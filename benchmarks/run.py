@@ -387,9 +387,7 @@ class Benchmark:
             sent = self.send_batches("e2e", count)
             return sent, self.wait_delivered("e2e", sent.accepted)
 
-        result, arrived = self.profiled(
-            "e2e", ["api", "worker general", "worker high"], accept_and_deliver
-        )
+        result, arrived = self.profiled("e2e", ["api", "worker general"], accept_and_deliver)
         after = self.sampler.mark()
         from deliveries.states import DeliveryStatus
 

@@ -46,6 +46,20 @@ def test_the_summary_shares_samples_by_module_by_mailhub_line_and_by_function():
         (OUTSIDE, 0.1),
     ]
     assert summary.by_function[0] == ("_execute (django/db/backends/utils.py)", 0.6)
+    assert summary.by_project_function == [
+        ("deliver_messages (deliveries/tasks.py)", 0.9),
+        ("deliveries_claim (deliveries/services/sending.py)", 0.6),
+        ("build_mime (deliveries/mime.py)", 0.3),
+    ]
+
+
+def test_a_function_on_the_stack_twice_counts_once_per_sample():
+    raw = "f (deliveries/a.py:1);g (deliveries/a.py:2);f (deliveries/a.py:3) 4\n"
+    summary = summarize(parse_raw(raw))
+    assert dict(summary.by_project_function) == {
+        "f (deliveries/a.py)": 1.0,
+        "g (deliveries/a.py)": 1.0,
+    }
 
 
 def test_a_summary_of_no_samples_says_so():
@@ -67,3 +81,4 @@ def test_the_printed_summary_gives_percentages_and_the_time_sampled():
 def test_only_the_largest_entries_are_kept(top):
     summary = summarize(parse_raw(RAW), top=top)
     assert len(summary.by_module) == len(summary.by_function) == top
+    assert len(summary.by_project_function) == top
