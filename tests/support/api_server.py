@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+from tests.support.processes import ROOT, ManagedProcess
 from tests.support.sink import free_port
-from tests.support.workers import ROOT
 
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 
 
-class ApiServer:
+class ApiServer(ManagedProcess):
     """``gunicorn mailhub.wsgi -c deploy/gunicorn.conf.py`` on a free loopback port.
 
     The configuration file is the production one; only its environment knobs (bind address,
     worker and thread counts) and the control socket's path differ, so that several servers
     from one checkout can run side by side.
     """
+
+    kind = "API"
 
     def __init__(
         self,
@@ -54,29 +52,8 @@ class ApiServer:
             "MAILHUB_BIND": f"127.0.0.1:{self.port}",
             **{name: str(value) for name, value in sizing.items() if value is not None},
         }
-        self.process: subprocess.Popen | None = None
 
-    def start(self, *, ready_timeout: float = 60.0) -> ApiServer:
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            self.command,
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"API {self.name} exited at start:\n{self.log_tail()}")
-            if self._answers():
-                return self
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"API {self.name} not ready in {ready_timeout} s:\n{self.log_tail()}")
-
-    def _answers(self) -> bool:
+    def is_ready(self) -> bool:
         # Any HTTP answer (a 401 without a key) shows that a worker has loaded Django.
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
         try:
@@ -90,21 +67,6 @@ class ApiServer:
 
     def connect(self, *, timeout: float = 30.0) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-
-    def stop(self, *, timeout: float = 30.0) -> None:
-        """Graceful stop (SIGTERM: requests in flight finish), then SIGKILL if it hangs."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
     def requests_served(self, method: str, path: str) -> int:
         """How many requests the access log shows for ``method path``."""
