@@ -324,11 +324,17 @@ CACHES = {
     },
 }
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["api.throttling.ApiKeyRateThrottle"]
+# DRF's JSON parser with a bound on nesting (a deeply nested body is a 400, not a 500).
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["api.parsers.JSONParser"]
 REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "api.schema.MailhubAutoSchema"
 SPECTACULAR_SETTINGS = {
     "TITLE": "Mailhub API",
     "VERSION": "1",
-    "DESCRIPTION": "Transactional mail: send, schedule, template, track. See api/schema.py.",
+    "DESCRIPTION": "Transactional mail; api.schema.describe writes the full description.",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.schema.describe",
+    ],
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
