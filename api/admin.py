@@ -83,7 +83,15 @@ class ActiveFilter(admin.SimpleListFilter):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ("prefix", "name", "client", "is_active", "created_at", "last_used_at")
+    list_display = (
+        "prefix",
+        "name",
+        "client",
+        "is_active",
+        "rate_limit_per_minute",
+        "created_at",
+        "last_used_at",
+    )
     list_filter = (ActiveFilter, "client")
     list_select_related = ("client",)
     search_fields = ("prefix", "name", "client__name")
@@ -93,8 +101,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None):
         if obj is None:
-            return ("client", "name")
-        return ("client", "name", "prefix", "created_at", "last_used_at", "revoked_at")
+            return ("client", "name", "rate_limit_per_minute")
+        return (
+            "client",
+            "name",
+            "prefix",
+            "rate_limit_per_minute",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None):
         if obj is None:

@@ -45,6 +45,8 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["client", "-created_at"], name="message_client_created"),
             GinIndex(fields=["tags"], name="message_tags"),
+            # The API filters a client's messages by metadata containment.
+            GinIndex(fields=["metadata"], name="message_metadata", opclasses=["jsonb_path_ops"]),
         ]
 
     def __str__(self) -> str:

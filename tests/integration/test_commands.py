@@ -13,8 +13,8 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from api.models import ApiKey
-from api.services import api_key_create
+from api.models import ApiKey, IdempotencyRecord
+from api.services import api_key_create, api_key_hash
 from deliveries.models import Delivery, Message, Suppression
 from deliveries.states import DeliveryStatus
 from tests.integration.conftest import _database_url
@@ -173,6 +173,29 @@ def test_purge_deletes_old_finished_messages_only(acme, queue):
     assert not Message.objects.filter(id=old.id).exists()
     assert Message.objects.filter(id=old_stuck.id).exists()
     assert Message.objects.count() == len(queue) + 1
+
+
+def test_purge_also_deletes_expired_idempotency_keys_only(acme):
+    now = timezone.now()
+    common = {"client": acme.client, "request_hash": "0" * 64, "response_status": 202}
+    IdempotencyRecord.objects.create(
+        key="old", response_body={}, created_at=now, expires_at=now - timedelta(minutes=1), **common
+    )
+    IdempotencyRecord.objects.create(
+        key="fresh", response_body={}, created_at=now, expires_at=now + timedelta(hours=1), **common
+    )
+
+    assert "and 1 expired idempotency keys" in run("purge", "--older-than", "30d")
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["fresh"]
+
+
+def test_create_api_key_with_its_own_rate_limit(db):
+    secret = run("create_api_key", "acme", "--rate-limit", "30").strip()
+
+    key = ApiKey.objects.get(key_hash=api_key_hash(secret))
+    assert key.rate_limit_per_minute == 30 and key.client.name == "acme"
+    with pytest.raises(CommandError, match="at least 1"):
+        run("create_api_key", "acme", "--rate-limit", "0")
 
 
 def test_suppress_and_unsuppress(acme):

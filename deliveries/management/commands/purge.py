@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from api.idempotency import idempotency_purge
 from deliveries.management.commands._common import parse_duration, progress
 from deliveries.metrics import count_or_estimate
 from deliveries.operations import messages_purge, messages_purgeable
@@ -52,7 +53,9 @@ class Command(BaseCommand):
                 client=client,
                 on_batch=bar.update,
             )
+        expired_keys = idempotency_purge()
         self.stdout.write(
             f"Deleted {deleted} finished messages accepted before {cutoff:%Y-%m-%d %H:%M} UTC, "
-            "with their deliveries, attempts, events and attachments."
+            "with their deliveries, attempts, events and attachments, "
+            f"and {expired_keys} expired idempotency keys."
         )
