@@ -23,6 +23,12 @@ test:
 bench:
 	./scripts/bench $(BENCH_ARGS)
 
+# The fault-injection suite (README "Guarantees and failure behaviour"): kills workers, stops
+# RabbitMQ, restarts PostgreSQL; pytest arguments in CHAOS_ARGS, e.g. CHAOS_ARGS="-k smtp".
+.PHONY: chaos
+chaos:
+	./scripts/chaos $(CHAOS_ARGS)
+
 # The venv, when it is missing or pyproject.toml changed since it was installed.
 .venv/.mailhub-pyproject.sha256: pyproject.toml
 	./scripts/bootstrap

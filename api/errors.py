@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -106,6 +107,21 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
                 detail=f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
             ),
             status=413,
+            content_type="application/problem+json",
+        )
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # Postgres unreachable (restarting, failing over): a clear 503 the client can retry,
+        # not a 500. Whether the transaction committed is unknown when the connection died at
+        # COMMIT itself; an Idempotency-Key makes the retry safe either way.
+        return Response(
+            problem(
+                status_code=503,
+                code="database_unavailable",
+                detail="The database is unavailable right now; try again shortly.",
+                title="Service unavailable",
+            ),
+            status=503,
+            headers={"Retry-After": "5"},
             content_type="application/problem+json",
         )
     response = exception_handler(exc, context)

@@ -3,15 +3,19 @@
 sink.script_rcpt("ann@example.com", "451 4.3.0 try later")   # next RCPT for ann gets 451
 sink.script_data(DROP)                                         # next DATA: connection dropped
 sink.wait_for(1)                                               # block until 1 message arrived
+sink.fail_randomly([RCPT_451, DROP], fraction=0.3)            # a share of transactions fail
+sink.stop_failing()
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -22,6 +26,12 @@ from aiosmtpd.controller import Controller
 DROP = "drop the connection"
 HANG = "say nothing for longer than the client waits"
 HANG_SECONDS = 3.0
+# Faults `fail_randomly` can inject, besides DROP and HANG (which strike at DATA).
+CONNECT_421 = "421 to EHLO and HELO: the relay refuses the client"  # strikes a new connection
+MAIL_421 = "421 to MAIL FROM, then the connection is closed"
+RCPT_451 = "451 to every RCPT of the transaction"
+RCPT_452 = "452 too many recipients, to every RCPT after the transaction's first"
+RCPT_550 = "550 to every RCPT of the transaction"
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,11 @@ class ScriptedHandler:
         # Per recipient domain: transactions in DATA right now, and the most there ever were.
         self._in_flight: dict[str, int] = {}
         self.max_in_flight: dict[str, int] = {}
+        # Random faults (fail_randomly): which, how often, and how many of each were injected.
+        self._faults: tuple[str, ...] = ()
+        self._fault_fraction = 0.0
+        self._random = random.Random(0)
+        self.faults_injected: Counter[str] = Counter()
 
     # -- scripting, from the test's thread -----------------------------------------------------
 
@@ -58,6 +73,8 @@ class ScriptedHandler:
             self._data_script.clear()
             self._in_flight.clear()
             self.max_in_flight.clear()
+            self._faults = ()
+            self.faults_injected.clear()
 
     def script_rcpt(self, address: str, *replies: str) -> None:
         with self._lock:
@@ -66,6 +83,30 @@ class ScriptedHandler:
     def script_data(self, *replies: str) -> None:
         with self._lock:
             self._data_script.extend(replies)
+
+    def fail_randomly(self, faults: Sequence[str], *, fraction: float, seed: int = 0) -> None:
+        """Until ``stop_failing()``: each transaction (each new connection, for CONNECT_421)
+        meets one of ``faults``, picked at random, with probability ``fraction``."""
+        with self._lock:
+            self._faults = tuple(faults)
+            self._fault_fraction = fraction
+            self._random = random.Random(seed)
+
+    def stop_failing(self) -> None:
+        with self._lock:
+            self._faults = ()
+
+    def _pick_fault(self, *, at_connect: bool) -> str | None:
+        if not self._faults:
+            return None
+        with self._lock:
+            if not self._faults or self._random.random() >= self._fault_fraction:
+                return None
+            fault = self._random.choice(self._faults)
+            if (fault == CONNECT_421) != at_connect:
+                return None
+            self.faults_injected[fault] += 1
+            return fault
 
     def wait_for(self, count: int, timeout: float = 20.0) -> list[Received]:
         deadline = time.monotonic() + timeout
@@ -89,8 +130,28 @@ class ScriptedHandler:
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         with self._lock:
             self.connections += 1
+        if self._pick_fault(at_connect=True):
+            session.refused = True  # HELO, the client's fallback, is refused too
+            return ["421 4.3.2 service not available, try later"]
         session.host_name = hostname
         return responses
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        if getattr(session, "refused", False):
+            return "421 4.3.2 service not available, try later"
+        session.host_name = hostname
+        return f"250 {server.hostname}"
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        envelope.fault = self._pick_fault(at_connect=False)
+        if envelope.fault == MAIL_421:
+            # Closed once the reply is written (it is, before this loop runs anything else).
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.3.2 closing the connection, try later"
+        # What aiosmtpd does without this hook.
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         with self._lock:
@@ -98,6 +159,13 @@ class ScriptedHandler:
             reply = script.popleft() if script else None
         if reply is not None and not reply.startswith("2"):
             return reply
+        fault = getattr(envelope, "fault", None)
+        if fault == RCPT_451:
+            return "451 4.3.0 temporary failure, try later"
+        if fault == RCPT_550:
+            return "550 5.1.1 no such user here"
+        if fault == RCPT_452 and envelope.rcpt_tos:
+            return "452 4.5.3 too many recipients"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -105,6 +173,8 @@ class ScriptedHandler:
         with self._lock:
             reply = self._data_script.popleft() if self._data_script else None
             delay = self.delay_seconds
+        if reply is None and getattr(envelope, "fault", None) in (DROP, HANG):
+            reply = envelope.fault
         if reply == DROP:
             server.transport.close()
             return "421 4.4.2 connection dropped by the test"
