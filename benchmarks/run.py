@@ -73,7 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--million", type=int, default=1_000_000, help=argparse.SUPPRESS)
     parser.add_argument("--ticks", type=int, default=50, help="dispatcher ticks timed each time")
     parser.add_argument("--soak", type=float, default=0, metavar="SECONDS", help="soak length")
-    parser.add_argument("--soak-rate", type=float, default=100, help="msgs/s during the soak")
+    parser.add_argument(
+        "--soak-rate", type=float, default=20, help="msgs/s during the soak (default 20)"
+    )
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the API and workers")
     parser.add_argument("--high-concurrency", type=int, default=Sizing.high)
     parser.add_argument("--general-concurrency", type=int, default=Sizing.general)
@@ -322,6 +324,7 @@ class Benchmark:
         self.rows.append(heading("Raw limit: plain smtplib into the same sink, no DB or queue"))
         for connections in (1, 4):
             say(f"raw limit over {connections} connection(s): {count:,} messages")
+            before = self.sampler.mark()
             result = load.smtp_blast(
                 port=self.stack.sink.port,
                 mail=self.mail,
@@ -336,6 +339,10 @@ class Benchmark:
             self.rows.append(Row(label, measured, "msgs/s"))
             if result.failed:
                 self.rows.append(Row(f"{label}: refused by the sink", result.failed, "msgs"))
+        # The two processes involved, for the last blast: which one is the limit.
+        used = cpu_between(before, self.sampler.mark())
+        for name, label in (("sink", "SMTP sink"), ("load generator", "load generator (smtplib)")):
+            self.rows.append(Row(f"CPU: {label}", used.get(name, 0) * 1000 / count, "ms/msg"))
 
     def single_accept(self) -> None:
         count, clients = self.args.single, self.args.clients
