@@ -350,7 +350,7 @@ class Benchmark:
         before = self.sampler.mark()
         result = self.profiled(
             "single",
-            ["api"],
+            ["api", "worker general"],
             lambda: self.post(
                 "single",
                 count,
