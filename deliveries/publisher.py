@@ -4,7 +4,11 @@ the row stays ``queued`` and the dispatcher publishes it again after
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from uuid import UUID
@@ -21,30 +25,35 @@ logger = logging.getLogger(__name__)
 DELIVER_TASK = "deliveries.tasks.deliver_messages"
 
 
-def messages_publish(*, messages: Iterable[tuple[UUID | str, str]]) -> int:
-    """Publish delivery tasks for ``(message_id, priority)`` pairs; return how many messages.
+Routed = tuple[str, str, int]  # message id, queue, messages per task
 
-    Messages of one priority travel in tasks of up to ``MAILHUB_TASK_BATCH_SIZE``, so that a
+
+def _route(messages: Iterable[tuple[UUID | str, str]]) -> list[Routed]:
+    """Resolve queue and task size now, in the caller: the settings are the caller's."""
+    size = settings.MAILHUB_TASK_BATCH_SIZE
+    return [(str(message_id), conf.queue_for(priority), size) for message_id, priority in messages]
+
+
+def messages_publish(*, messages: Iterable[tuple[UUID | str, str]]) -> int:
+    """Publish delivery tasks for ``(message_id, priority)`` pairs; return how many messages."""
+    return _publish(_route(messages))
+
+
+def _publish(routed: list[Routed]) -> int:
+    """Messages of one queue travel in tasks of up to ``MAILHUB_TASK_BATCH_SIZE``, so that a
     worker claims, sends and records them together. Stops at the first failure: the broker is
     then most likely down, and every further try would only make the caller wait for the same
-    answer.
-    """
-    by_priority: dict[str, list[str]] = defaultdict(list)
-    for message_id, priority in messages:
-        by_priority[priority].append(str(message_id))
-    size = settings.MAILHUB_TASK_BATCH_SIZE
+    answer."""
+    by_queue: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for message_id, queue, size in routed:
+        by_queue[queue, size].append(message_id)
     published = 0
     try:
         with app.producer_or_acquire() as producer:
-            for priority, ids in by_priority.items():
+            for (queue, size), ids in by_queue.items():
                 for start in range(0, len(ids), size):
                     chunk = ids[start : start + size]
-                    app.send_task(
-                        DELIVER_TASK,
-                        args=[chunk],
-                        queue=conf.queue_for(priority),
-                        producer=producer,
-                    )
+                    app.send_task(DELIVER_TASK, args=[chunk], queue=queue, producer=producer)
                     published += len(chunk)
     except (KombuError, AMQPError, MessageNacked, OSError) as exc:
         logger.warning(
@@ -53,3 +62,57 @@ def messages_publish(*, messages: Iterable[tuple[UUID | str, str]]) -> int:
             exc,
         )
     return published
+
+
+class PublishCoalescer:
+    """Publishes from one background thread per process, in batches, instead of in the caller.
+
+    Accepting mail needs its rows committed, not its task confirmed by RabbitMQ: a publish lost
+    here (the process dies, the broker is down) leaves the rows `queued` and the dispatcher
+    publishes them after ``MAILHUB_REPUBLISH_AFTER_SECONDS``. So an API request hands its
+    messages over and answers at once; messages accepted by concurrent requests within
+    ``linger`` seconds go out together, in fewer tasks, which also spares the workers.
+    """
+
+    def __init__(self, publish=None, *, linger: float = 0.005) -> None:
+        self._publish = publish or _publish
+        self._linger = linger
+        self._lock = threading.Lock()
+        self._pending: list[Routed] = []
+        self._wakeup = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, routed: Iterable[Routed]) -> None:
+        with self._lock:
+            self._pending.extend(routed)
+            # A forked process (gunicorn, Celery prefork) inherits the object, not the thread.
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="mailhub-publisher", daemon=True
+                )
+                self._thread.start()
+        self._wakeup.set()
+
+    def flush(self) -> int:
+        """Publish what is waiting, in the caller's thread; return how many messages."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+        return self._publish(batch) if batch else 0
+
+    def _run(self) -> None:
+        while True:
+            self._wakeup.wait()
+            time.sleep(self._linger)
+            self._wakeup.clear()
+            self.flush()
+
+
+_coalescer = PublishCoalescer()
+atexit.register(_coalescer.flush)
+
+
+def messages_publish_soon(*, messages: Iterable[tuple[UUID | str, str]]) -> None:
+    """Publish in the background, within milliseconds (see ``PublishCoalescer``)."""
+    _coalescer.add(_route(messages))

@@ -18,7 +18,7 @@ from api.models import Client
 from deliveries import conf
 from deliveries.mime import make_message_id
 from deliveries.models import Attachment, Delivery, Event, Message, Suppression
-from deliveries.publisher import messages_publish
+from deliveries.publisher import messages_publish_soon
 from deliveries.services.transitions import deliveries_transition, messages_refresh_status
 from deliveries.states import DeliveryStatus, message_status_for
 
@@ -104,9 +104,10 @@ def messages_accept(*, client: Client, drafts: Sequence[MessageDraft]) -> list[M
         Attachment.objects.bulk_create(attachments)
         Event.objects.bulk_create(_acceptance_event(d, client, now) for d in deliveries)
         if due_now:
-            # After commit, so a worker never looks for a row that is not there yet. If the
-            # publish fails the rows stay `queued` and the dispatcher publishes them later.
-            transaction.on_commit(lambda: messages_publish(messages=due_now), robust=True)
+            # After commit, so a worker never looks for a row that is not there yet; in the
+            # background, so the caller does not wait for RabbitMQ. If the publish is lost the
+            # rows stay `queued` and the dispatcher publishes them later.
+            transaction.on_commit(lambda: messages_publish_soon(messages=due_now), robust=True)
     return messages
 
 

@@ -1,0 +1,70 @@
+"""PublishCoalescer: the caller hands messages over and goes on; one thread publishes them."""
+
+import threading
+import time
+
+from deliveries.publisher import PublishCoalescer
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.batches: list[list] = []
+        self.threads: set[str] = set()
+        self.done = threading.Event()
+
+    def __call__(self, batch):
+        self.batches.append(list(batch))
+        self.threads.add(threading.current_thread().name)
+        self.done.set()
+        return len(batch)
+
+
+def test_messages_added_together_are_published_in_one_batch_off_the_callers_thread():
+    recorder = Recorder()
+    coalescer = PublishCoalescer(recorder, linger=0.05)
+
+    coalescer.add([("m1", "mail.high", 20)])
+    coalescer.add([("m2", "mail.low", 20), ("m3", "mail.low", 20)])
+
+    assert recorder.done.wait(5)
+    time.sleep(0.1)
+    assert recorder.batches == [
+        [("m1", "mail.high", 20), ("m2", "mail.low", 20), ("m3", "mail.low", 20)]
+    ]
+    assert recorder.threads == {"mailhub-publisher"}
+
+
+def test_adding_does_not_wait_for_a_slow_publish():
+    release = threading.Event()
+
+    def slow(batch):
+        release.wait(5)
+        return len(batch)
+
+    coalescer = PublishCoalescer(slow, linger=0)
+    started = time.monotonic()
+    coalescer.add([("m1", "mail.normal", 20)])
+    coalescer.add([("m2", "mail.normal", 20)])
+    elapsed = time.monotonic() - started
+    release.set()
+
+    assert elapsed < 1.0  # the broker's pace is not the caller's
+
+
+def test_flush_publishes_what_is_left_in_the_callers_thread():
+    recorder = Recorder()
+    coalescer = PublishCoalescer(recorder, linger=10)  # the thread would wait a long time
+    coalescer.add([("m1", "mail.normal", 20)])
+
+    assert coalescer.flush() == 1
+    assert recorder.batches == [[("m1", "mail.normal", 20)]]
+    assert coalescer.flush() == 0
+
+
+def test_the_route_is_taken_from_the_settings_when_the_messages_are_handed_over(settings):
+    from deliveries.publisher import _route
+
+    settings.MAILHUB_QUEUES = {"high": "elsewhere.high"}
+    settings.MAILHUB_TASK_BATCH_SIZE = 1
+
+    assert _route([("m1", "high")]) == [("m1", "elsewhere.high", 1)]
