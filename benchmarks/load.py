@@ -162,7 +162,10 @@ def post_all(
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=client, name=f"http-{i}") for i in range(clients)]
+    # Daemons: after Ctrl-C the main thread cleans up and exits without waiting for them.
+    threads = [
+        threading.Thread(target=client, name=f"http-{i}", daemon=True) for i in range(clients)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -198,7 +201,7 @@ def smtp_blast(*, port: int, mail: Mail, phase: str, count: int, connections: in
                 failed[slot] += 1
 
     threads = [
-        threading.Thread(target=send, args=(smtp, share, slot), name=f"smtp-{slot}")
+        threading.Thread(target=send, args=(smtp, share, slot), name=f"smtp-{slot}", daemon=True)
         for slot, (smtp, share) in enumerate(zip(opened, shares, strict=True))
     ]
     for thread in threads:

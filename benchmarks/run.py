@@ -672,6 +672,8 @@ def main(argv: list[str] | None = None) -> None:
             say("failed; what was measured before:\n" + format_table(benchmark.rows))
         raise
     finally:
+        if benchmark.sampler is not None:
+            benchmark.sampler.stop()  # it reads the database that is about to be dropped
         stack.close()
     if args.profile:
         top += f"\n(profiled with py-spy at {PROFILE_RATE} Hz: figures somewhat lower than without)"
