@@ -25,6 +25,14 @@ REPORT_PATH = ROOT / "var" / "chaos-report.md"
 # How long a scenario that stops a shared service waits for other test runs to finish.
 WAIT_FOR_OTHERS_SECONDS = float(os.environ.get("MAILHUB_CHAOS_WAIT_SECONDS", "1200"))
 POLL_SECONDS = 30
+SCENARIO_ORDER = (
+    "test_workers",
+    "test_smtp",
+    "test_relays",
+    "test_burst",
+    "test_broker",
+    "test_database",
+)
 
 # aiosmtpd logs every SMTP command at INFO: thousands of lines per scenario, in every failure.
 logging.getLogger("mail.log").setLevel(logging.WARNING)
@@ -41,8 +49,10 @@ def _asked_for(config: pytest.Config) -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if _asked_for(config):
-        # The scenarios that stop a shared service last: the others need not wait for them.
-        items.sort(key=lambda item: "machine_to_ourselves" in getattr(item, "fixturenames", ()))
+        # In the report's order; the scenarios that stop a shared service last, so that the
+        # others need not wait for the machine to be free.
+        order = {stem: index for index, stem in enumerate(SCENARIO_ORDER)}
+        items.sort(key=lambda item: order.get(item.path.stem, len(order)))
         return
     chaos = [item for item in items if CHAOS_DIR in item.path.parents]
     if chaos:
@@ -84,7 +94,7 @@ def other_runs() -> list[str]:
 
 
 @pytest.fixture
-def machine_to_ourselves() -> None:
+def machine_to_ourselves(capsys: pytest.CaptureFixture[str]) -> None:
     """Wait (up to MAILHUB_CHAOS_WAIT_SECONDS) until nobody else runs tests or benchmarks:
     stopping RabbitMQ or restarting PostgreSQL would break their runs."""
     deadline = time.monotonic() + WAIT_FOR_OTHERS_SECONDS
@@ -94,7 +104,8 @@ def machine_to_ourselves() -> None:
                 f"other test runs still active after {WAIT_FOR_OTHERS_SECONDS:.0f} s; not "
                 "stopping a shared service under them:\n" + "\n".join(others)
             )
-        print(f"chaos: waiting for {len(others)} other run(s) to finish: {others[0][:120]}")
+        with capsys.disabled():  # shown as it happens: the run seems stuck otherwise
+            print(f"\nchaos: waiting for {len(others)} other run(s): {others[0][:100]}")
         time.sleep(POLL_SECONDS)
 
 

@@ -59,6 +59,11 @@ class Row:
     lost: int
     duplicates: int
     recover_seconds: float | None  # from the end of the fault to the last delivery final
+    # Attempts whose outcome was never recorded (their worker died, or could not write it) and
+    # that the dispatcher took back when their lease ended: the only source of duplicates.
+    unrecorded_attempts: int = 0
+    # Recipients whose copies did not all carry the same Message-ID (must be 0).
+    message_id_changes: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -140,7 +145,14 @@ class ChaosStack:
             for n in range(first, first + count)
         ]
         accepted = []
-        with override_settings(MAILHUB_QUEUES=self.queues):
+        # Accepting here stands for this stack's API: its queues, and its republish delay
+        # (which the rows carry from the start).
+        overrides = {"MAILHUB_QUEUES": self.queues}
+        if "MAILHUB_REPUBLISH_AFTER_SECONDS" in self.env:
+            overrides["MAILHUB_REPUBLISH_AFTER_SECONDS"] = float(
+                self.env["MAILHUB_REPUBLISH_AFTER_SECONDS"]
+            )
+        with override_settings(**overrides):
             for start in range(0, len(drafts), 250):
                 accepted += messages_accept(client=client, drafts=drafts[start : start + 250])
         return accepted
@@ -371,9 +383,14 @@ def settle(
     deliveries = Delivery.objects.filter(message__client=client)
     statuses = Counter(deliveries.values_list("status", flat=True))
     delivered = set(deliveries.filter(status=S.DELIVERED).values_list("address", flat=True))
-    received = Counter(
-        rcpt.lower() for sink in sinks for message in sink.received for rcpt in message.rcpt_tos
-    )
+    received: Counter[str] = Counter()
+    message_ids: dict[str, set[str]] = {}
+    for sink in sinks:
+        for message in sink.received:
+            message_id = message.parsed["Message-ID"]
+            for rcpt in message.rcpt_tos:
+                received[rcpt.lower()] += 1
+                message_ids.setdefault(rcpt.lower(), set()).add(message_id)
     never_received = {address for address in delivered if address.lower() not in received}
     accepted = set(accepted_ids)
     missing = accepted - set(Message.objects.filter(id__in=accepted).values_list("id", flat=True))
@@ -394,10 +411,15 @@ def settle(
         lost=still_active + len(never_received) + len(missing),
         duplicates=sum(count - 1 for count in received.values()),
         recover_seconds=recover,
-        notes=[*notes, f"{lost_attempts} attempts cut off by a dead worker (outcome `lost`)"]
-        if lost_attempts
-        else list(notes),
+        unrecorded_attempts=lost_attempts,
+        message_id_changes=sum(len(ids) > 1 for ids in message_ids.values()),
+        notes=list(notes),
     )
+    if lost_attempts:
+        row.notes.append(
+            f"{lost_attempts} attempts never recorded (worker dead or database gone), "
+            "taken back when their lease ended (outcome `lost`)"
+        )
     if still_active:
         row.notes.append(f"not final after {timeout:.0f} s: {dict(statuses)}")
     if never_received:

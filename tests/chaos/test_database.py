@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.conf import settings
 
 from deliveries.models import Message
 from deliveries.states import MessageStatus
@@ -44,6 +45,11 @@ def test_a_database_restart_is_answered_with_503s_and_loses_no_accepted_message(
     assert Message.objects.filter(id__in=accepted, status=MessageStatus.DELIVERED).count() == len(
         accepted
     )
+    # Mail sent while its outcome could not be written goes out again after its lease: at
+    # most one batch per worker pool process (two workers of two here).
+    assert row.duplicates <= row.unrecorded_attempts
+    assert row.message_id_changes == 0  # a copy keeps its message's Message-ID
+    assert row.duplicates <= 2 * 2 * settings.MAILHUB_TASK_BATCH_SIZE
     statuses = {answer.status for answer in feeder.refused()}
     assert statuses <= {503}, statuses  # never a 500, and always an answer
     assert refused_requests_left_no_trace(feeder) == []
