@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.signals import task_prerun, worker_process_shutdown
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from deliveries.dispatcher import deliveries_dispatch
 from deliveries.services import deliveries_send
@@ -46,7 +46,18 @@ def _drop_broken_database_connections(**_: object) -> None:
     close_old_connections()
 
 
-@shared_task(bind=True, acks_late=True, ignore_result=True)
+# Postgres briefly away (a restart, a failover): try again within seconds rather than leave the
+# messages to the dispatcher's republish a minute later. Safe: a rerun claims only what is
+# still `queued`, so nothing already sent is sent again by it.
+@shared_task(
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=6,
+)
 def deliver_messages(self, message_ids: list[str]) -> None:
     deliveries_send(
         message_ids=message_ids,
