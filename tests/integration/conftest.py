@@ -18,8 +18,6 @@ from deliveries.states import MessageStatus
 from tests.support.sink import SmtpSink
 from tests.support.workers import ROOT, WorkerProcess, database_url, delete_queues
 
-_database_url = database_url  # the name older test modules import
-
 FINAL_MESSAGE_STATUSES = {
     MessageStatus.DELIVERED,
     MessageStatus.PARTIALLY_DELIVERED,

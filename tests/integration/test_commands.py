@@ -17,10 +17,9 @@ from api.models import ApiKey, IdempotencyRecord
 from api.services import api_key_create, api_key_hash
 from deliveries.models import Delivery, Message, Suppression
 from deliveries.states import DeliveryStatus
-from tests.integration.conftest import _database_url
 from tests.support.ops import seed_message, statuses_of
 from tests.support.sink import free_port
-from tests.support.workers import ROOT
+from tests.support.workers import ROOT, database_url
 
 pytestmark = pytest.mark.integration
 S = DeliveryStatus
@@ -36,7 +35,7 @@ def manage(*args) -> subprocess.CompletedProcess:
     """The command as an operator runs it, in its own process, for its real exit code."""
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
     }
     return subprocess.run(

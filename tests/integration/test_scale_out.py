@@ -10,7 +10,6 @@ session's `mail_stack` workers, which share the test database, never take its ta
 from __future__ import annotations
 
 import os
-import signal
 import time
 import uuid
 from collections import Counter
@@ -20,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from deliveries.models import Attempt, Delivery, Message
 from deliveries.states import DeliveryStatus, MessageStatus
@@ -28,7 +26,7 @@ from tests.builders import make_actor, message_payload
 from tests.integration.conftest import wait_until
 from tests.support.api_server import ApiServer, post_json
 from tests.support.sink import SmtpSink
-from tests.support.workers import ROOT, WorkerProcess
+from tests.support.workers import ROOT, WorkerProcess, database_url, delete_queues
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
@@ -43,24 +41,6 @@ class ScaleOutStack:
     workers: list[WorkerProcess]
 
 
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-def _delete_queues(prefix: str) -> None:
-    """Delete this module's queues: the test run's own, under this module's prefix."""
-    from kombu import Queue
-
-    from mailhub.celery import app
-
-    own = settings.MAILHUB_QUEUE_PREFIX
-    with app.connection_for_write() as connection:
-        channel = connection.default_channel
-        for queue in settings.CELERY_TASK_QUEUES:
-            Queue(prefix + queue.name.removeprefix(own)).bind(channel).delete()
-
-
 @pytest.fixture(scope="module")
 def scale_out(django_db_setup, django_db_blocker) -> Iterator[ScaleOutStack]:
     prefix = f"scale-{uuid.uuid4().hex[:8]}."
@@ -70,7 +50,7 @@ def scale_out(django_db_setup, django_db_blocker) -> Iterator[ScaleOutStack]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "MAILHUB_SMTP_URL": sink.url,
         "MAILHUB_QUEUE_PREFIX": prefix,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -99,27 +79,8 @@ def scale_out(django_db_setup, django_db_blocker) -> Iterator[ScaleOutStack]:
     finally:
         for process in [*apis, *workers]:
             process.stop()
-        for worker in workers:
-            _kill_leftovers(worker)
         sink.stop()
-        _delete_queues(prefix)
-
-
-def _kill_leftovers(worker: WorkerProcess) -> None:
-    """SIGKILL whatever is left of the worker's process group once its main process is gone.
-
-    The embedded beat (-B) runs in a child process that ignores SIGTERM under REMAP_SIGTERM and
-    outlives a warm shutdown; left alone it would go on ticking against the test database.
-    """
-    if worker.process is None:
-        return
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(worker.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return  # the group is empty
-        time.sleep(0.2)
+        delete_queues(prefix)
 
 
 def _post_through(api: ApiServer, key: str, indexes: list[int]) -> list[uuid.UUID]:

@@ -15,9 +15,9 @@ from django.conf import settings
 
 from deliveries.models import Event
 from tests.builders import message_payload
-from tests.integration.conftest import WORKER_ENV, _database_url, wait_until_final
+from tests.integration.conftest import WORKER_ENV, wait_until_final
 from tests.support.receiver import WebhookReceiver, documented_verifier
-from tests.support.workers import ROOT, WorkerProcess
+from tests.support.workers import ROOT, WorkerProcess, database_url
 from webhooks.models import Endpoint, Notification, WebhookAttempt
 from webhooks.signing import signature_header
 
@@ -45,7 +45,7 @@ def webhooks_worker(mail_stack):
         **WORKER_ENV,
         **WEBHOOK_WORKER_ENV,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "PYTHONUNBUFFERED": "1",
     }
     worker = WorkerProcess(
