@@ -44,6 +44,19 @@ class ApiKey(models.Model):
         return self.revoked_at is None
 
 
+class RateCounter(models.Model):
+    """An API key's request counts for the rate limit: this minute's and the one before.
+
+    One row per key, updated by a single ``INSERT ... ON CONFLICT DO UPDATE`` per request
+    (``api.throttling``), so every API process and machine counts together.
+    """
+
+    api_key = models.OneToOneField(ApiKey, on_delete=models.CASCADE, primary_key=True)
+    window_index = models.BigIntegerField(help_text="Which one-minute window `count` is of.")
+    count = models.PositiveIntegerField(help_text="Requests allowed in that window.")
+    previous = models.PositiveIntegerField(help_text="Requests allowed in the window before.")
+
+
 class IdempotencyRecord(models.Model):
     """The answer given to a request sent with an ``Idempotency-Key`` header, kept for replays.
 

@@ -5,10 +5,11 @@ The count is a sliding window, approximated the usual way from two fixed one-min
 needs one small row per key instead of a timestamp per request, and has no burst of twice the
 limit at a minute boundary the way a plain fixed window has.
 
-The store is Django's cache named by ``MAILHUB_THROTTLE_CACHE`` (a ``DatabaseCache`` in Postgres
-by default). A cache has no atomic read-modify-write, so each check holds a transaction-scoped
-Postgres advisory lock on the key while it reads and writes: concurrent requests of one key, in
-any process, are counted one after the other and none is lost.
+The counts live in Postgres (``api.models.RateCounter``, one row per key), so every API process
+and machine counts together with nothing else to run. Checking and counting a request is ONE
+``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` statement: the row lock of the upsert makes
+concurrent requests of a key count one after the other, and its WHERE clause (the same
+arithmetic as ``rate_check``) leaves the row untouched when the request is refused.
 """
 
 from __future__ import annotations
@@ -17,15 +18,12 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import caches
-from django.db import connections, router, transaction
+from django.db import connections, router
 from rest_framework.throttling import BaseThrottle
 
-from api.models import ApiKey
+from api.models import ApiKey, RateCounter
 
 WINDOW_SECONDS = 60.0
-# First half of a two-key advisory lock; the dispatcher's one-key lock cannot collide with it.
-_LOCK_NAMESPACE = 0x54485254  # "THRT"
 
 #: (index of the window, requests counted in it, requests counted in the window before it)
 State = tuple[int, int, int]
@@ -64,22 +62,44 @@ def rate_check(
     return RateDecision(False, (index, count, previous), max(wait, 0.001))
 
 
-def api_key_rate_check(*, key_id: int, limit: int) -> RateDecision:
+# ``rate_check`` in SQL. `seen` is what the row says of the current window, `before` of the one
+# before it; %(remaining)s is the share of the current window still to come.
+_SEEN = "CASE WHEN r.window_index = %(index)s THEN r.count ELSE 0 END"
+_BEFORE = (
+    "CASE WHEN r.window_index = %(index)s THEN r.previous"
+    " WHEN r.window_index = %(index)s - 1 THEN r.count ELSE 0 END"
+)
+_COUNT_SQL = f"""
+INSERT INTO api_ratecounter AS r (api_key_id, window_index, count, previous)
+VALUES (%(key)s, %(index)s, 1, 0)
+ON CONFLICT (api_key_id) DO UPDATE
+SET window_index = %(index)s, count = {_SEEN} + 1, previous = {_BEFORE}
+WHERE {_BEFORE} * %(remaining)s::float8 + {_SEEN} + 1 <= %(limit)s
+RETURNING window_index, count, previous
+"""
+_STATE_SQL = "SELECT window_index, count, previous FROM api_ratecounter WHERE api_key_id = %s"
+
+
+def api_key_rate_check(*, key_id: int, limit: int, now: float | None = None) -> RateDecision:
     """Count one request of the key if it is within ``limit`` per minute; say how long to wait
     otherwise."""
-    cache = caches[settings.MAILHUB_THROTTLE_CACHE]
-    # DatabaseCache writes where the router sends its model; the lock must be taken there.
-    model = getattr(cache, "cache_model_class", None)
-    database = router.db_for_write(model) if model is not None else "default"
-    cache_key = f"ratelimit:{key_id}"
-    with transaction.atomic(using=database):
-        with connections[database].cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, key_id % 2**31]
-            )
-        decision = rate_check(state=cache.get(cache_key), now=time.time(), limit=limit)
-        if decision.allowed:
-            cache.set(cache_key, decision.state, timeout=2 * WINDOW_SECONDS)
+    now = time.time() if now is None else now
+    index = int(now // WINDOW_SECONDS)
+    remaining = 1 - (now - index * WINDOW_SECONDS) / WINDOW_SECONDS
+    connection = connections[router.db_for_write(RateCounter)]
+    with connection.cursor() as cursor:
+        params = {"key": key_id, "index": index, "remaining": remaining, "limit": limit}
+        cursor.execute(_COUNT_SQL, params)
+        counted = cursor.fetchone()
+        if counted is not None:
+            return RateDecision(True, tuple(counted), 0.0)
+        # Refused, the row unchanged: read it only to tell the client how long to wait.
+        cursor.execute(_STATE_SQL, [key_id])
+        state = cursor.fetchone()
+    decision = rate_check(state=tuple(state) if state else None, now=now, limit=limit)
+    if decision.allowed:
+        # Another process moved the row on to a later window in between: try again shortly.
+        return RateDecision(False, decision.state, 1.0)
     return decision
 
 

@@ -311,18 +311,9 @@ MAILHUB_MAX_METADATA_BYTES = env_int("MAILHUB_MAX_METADATA_BYTES", 2048, minimum
 MAILHUB_IDEMPOTENCY_TTL_HOURS = env_int("MAILHUB_IDEMPOTENCY_TTL_HOURS", 24, minimum=24)
 # Requests per minute and API key, unless the key has its own `rate_limit_per_minute`.
 MAILHUB_API_RATE_LIMIT_PER_MINUTE = env_int("MAILHUB_API_RATE_LIMIT_PER_MINUTE", 1200, minimum=1)
-# The rate-limit counters live in Postgres (Django's DatabaseCache, table created by a migration),
-# so every API process sees the same counts without another service to run.
-MAILHUB_THROTTLE_CACHE = "throttle"
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    MAILHUB_THROTTLE_CACHE: {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": "mailhub_cache",
-        # One row per active API key; culling (and its COUNT) only starts past this many.
-        "OPTIONS": {"MAX_ENTRIES": 50_000},
-    },
-}
+# The rate-limit counters live in Postgres (api.models.RateCounter), so every API process sees
+# the same counts without another service to run.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["api.throttling.ApiKeyRateThrottle"]
 # DRF's JSON parser with a bound on nesting (a deeply nested body is a 400, not a 500).
 REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["api.parsers.JSONParser"]

@@ -11,8 +11,9 @@ import pytest
 from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
-from api.models import ApiKey
+from api.models import ApiKey, RateCounter
 from api.services import api_key_set_rate_limit
+from api.throttling import api_key_rate_check, rate_check
 from deliveries.models import Message
 from tests.builders import make_actor, message_payload
 from tests.integration.test_api_input import assert_problem
@@ -103,3 +104,23 @@ def test_the_count_is_shared_by_separate_api_processes(transactional_db, acme):
     assert other.returncode == 0, other.stderr
     assert other.stdout.split() == ["200", "429"]  # the third request of the minute, then none
     assert_problem(acme.api.get(URL), status=429, code="throttled")
+
+
+@pytest.mark.parametrize("limit", [1, 3, 7])
+def test_the_counting_statement_decides_exactly_as_rate_check(acme, limit):
+    # Requests spread over three windows, with gaps that skip a window and land at its edges,
+    # where the previous window's weight matters most.
+    times = [600.0, 600.5, 601.0, 630.0, 659.99, 660.0, 660.01, 675.0, 689.9, 690.0, 719.0]
+    times += [720.0 + 7.5 * i for i in range(8)] + [900.0, 900.1, 959.999, 960.0, 960.5]
+    key = ApiKey.objects.filter(client=acme.client).first()
+    state = None
+
+    for now in times:
+        expected = rate_check(state=state, now=now, limit=limit)
+        decided = api_key_rate_check(key_id=key.id, limit=limit, now=now)
+
+        assert (decided.allowed, decided.state) == (expected.allowed, expected.state), now
+        assert decided.wait_seconds == pytest.approx(expected.wait_seconds)
+        if expected.allowed:
+            state = expected.state
+    assert RateCounter.objects.get(api_key=key).count == state[1]
