@@ -56,6 +56,9 @@ class RateCounter(models.Model):
     count = models.PositiveIntegerField(help_text="Requests allowed in that window.")
     previous = models.PositiveIntegerField(help_text="Requests allowed in the window before.")
 
+    def __str__(self) -> str:
+        return f"{self.api_key_id}: {self.count} in window {self.window_index}"
+
 
 class IdempotencyRecord(models.Model):
     """The answer given to a request sent with an ``Idempotency-Key`` header, kept for replays.

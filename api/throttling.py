@@ -76,7 +76,7 @@ ON CONFLICT (api_key_id) DO UPDATE
 SET window_index = %(index)s, count = {_SEEN} + 1, previous = {_BEFORE}
 WHERE {_BEFORE} * %(remaining)s::float8 + {_SEEN} + 1 <= %(limit)s
 RETURNING window_index, count, previous
-"""
+"""  # noqa: S608 - built from the constants above only
 _STATE_SQL = "SELECT window_index, count, previous FROM api_ratecounter WHERE api_key_id = %s"
 
 
