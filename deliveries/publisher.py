@@ -74,7 +74,7 @@ class PublishCoalescer:
     ``linger`` seconds go out together, in fewer tasks, which also spares the workers.
     """
 
-    def __init__(self, publish=None, *, linger: float = 0.005) -> None:
+    def __init__(self, publish=None, *, linger: float = 0.02) -> None:
         self._publish = publish or _publish
         self._linger = linger
         self._lock = threading.Lock()

@@ -162,7 +162,9 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 0.5,
 }
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower shows live tasks
-CELERY_TASK_SEND_SENT_EVENT = True
+# No `task-sent` events: each would be one more publish per task on the API's path, and Flower
+# shows a task from the moment a worker receives it anyway.
+CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes the database connection around every task unless told to reuse
 # it; reconnecting cost more than the task itself. Broken connections are still dropped at once
