@@ -43,3 +43,35 @@ def update_from_values(
     with connection.cursor() as cursor:
         result = execute_values(cursor.cursor, sql, rows, template=template, fetch=bool(returning))
     return result or []
+
+
+def insert_objects(objects: Sequence[Model], *, page_size: int = 1000) -> None:
+    """``bulk_create`` for the accept path: the same rows in one ``INSERT ... VALUES`` per page,
+    assembled by psycopg2 instead of Django's compiler (a third of its CPU for one message).
+
+    All objects are of one model. A primary key the database generates is set on each object,
+    as ``bulk_create`` does on Postgres. Field defaults and ``pre_save`` (``auto_now``) apply.
+    """
+    if not objects:
+        return
+    meta = type(objects[0])._meta
+    generated = meta.pk if meta.pk.db_returning and objects[0].pk is None else None
+    fields = [field for field in meta.concrete_fields if field is not generated]
+    sql = (
+        f"INSERT INTO {meta.db_table} ({', '.join(f.column for f in fields)}) VALUES %s"  # noqa: S608
+        + (f" RETURNING {generated.column}" if generated else "")
+    )
+    rows = [
+        tuple(field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields)
+        for obj in objects
+    ]
+    with connection.cursor() as cursor:
+        returned = execute_values(
+            cursor.cursor, sql, rows, page_size=page_size, fetch=generated is not None
+        )
+    if generated is not None:
+        for obj, (pk,) in zip(objects, returned, strict=True):
+            setattr(obj, generated.attname, pk)
+    for obj in objects:
+        obj._state.adding = False
+        obj._state.db = connection.alias

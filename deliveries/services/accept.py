@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from api.models import Client
 from deliveries import conf
+from deliveries.bulk import insert_objects
 from deliveries.mime import make_message_id
 from deliveries.models import Attachment, Delivery, Event, Message, Suppression
 from deliveries.publisher import messages_publish_soon
@@ -99,10 +100,10 @@ def messages_accept(*, client: Client, drafts: Sequence[MessageDraft]) -> list[M
         message.status = message_status_for(by_message[message.id])
     due_now = [(m.id, m.priority) for m in messages if S.QUEUED in by_message[m.id]]
     with transaction.atomic():
-        Message.objects.bulk_create(messages)
-        Delivery.objects.bulk_create(deliveries)
-        Attachment.objects.bulk_create(attachments)
-        Event.objects.bulk_create(_acceptance_event(d, client, now) for d in deliveries)
+        insert_objects(messages)
+        insert_objects(deliveries)
+        insert_objects(attachments)
+        insert_objects([_acceptance_event(d, client, now) for d in deliveries])
         if due_now:
             # After commit, so a worker never looks for a row that is not there yet; in the
             # background, so the caller does not wait for RabbitMQ. If the publish is lost the
