@@ -108,9 +108,11 @@ def post_all(
     clients: int,
     accepted: Callable[[int, bytes], int] = accepted_single,
     per_second: float | None = None,
+    method: str = "POST",
 ) -> HttpResult:
     """POST ``bodies(i)`` for i in 0..count-1 from ``clients`` threads, one kept-alive
-    connection each; at ``per_second`` a steady rate instead of as fast as they can.
+    connection each; at ``per_second`` a steady rate instead of as fast as they can. With
+    ``method="GET"`` the same without bodies.
 
     A request that fails at the connection level (the server closed a kept-alive connection,
     a worker was recycled) is counted in ``errors`` and not retried: retrying a POST could
@@ -138,10 +140,10 @@ def post_all(
                     delay = begin + index / per_second - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-                body = json.dumps(bodies(index)).encode()
+                body = json.dumps(bodies(index)).encode() if method == "POST" else None
                 sent_at, started = time.time(), time.perf_counter()
                 try:
-                    connection.request("POST", path, body=body, headers=headers)
+                    connection.request(method, path, body=body, headers=headers)
                     response = connection.getresponse()
                     payload = response.read()
                 except (OSError, http.client.HTTPException) as exc:

@@ -50,6 +50,7 @@ from tests.support.workers import ROOT
 MIB = 1024 * 1024
 SINGLE_PATH = "/api/v1/messages"
 BATCH_PATH = "/api/v1/messages/batch"
+CEILING_PATH = "/healthz"
 BATCH_SIZE = 500
 PROFILE_RATE = 50  # Hz: enough samples for a phase of seconds, little load on two cores
 
@@ -362,6 +363,18 @@ class Benchmark:
         after = self.sampler.mark()
         self.wait_delivered("single", result.accepted)
         failures = result.requests - result.statuses.get(202, 0)
+        # The floor under any request on this machine: the same server and load generator, a
+        # request that does no work (answered by the first middleware, no database).
+        say(f"the same server doing nothing: GET {CEILING_PATH} {count:,} times")
+        ceiling = self.post(
+            "ceiling",
+            count,
+            clients=clients,
+            path=CEILING_PATH,
+            method="GET",
+            bodies=lambda i: {},
+            accepted=lambda status, payload: 0,
+        )
         self.rows += [
             heading(
                 f"API single-message accept: POST {SINGLE_PATH}, {clients} connections, "
@@ -376,6 +389,16 @@ class Benchmark:
                 Target("<=", 100),
             ),
             Row("requests not answered 202", failures, "requests", Target("==", 0)),
+            Row(
+                f"for scale: GET {CEILING_PATH}, no work, rate",
+                rate(ceiling.requests, ceiling.seconds),
+                "req/s",
+            ),
+            Row(
+                f"for scale: GET {CEILING_PATH}, no work, p99",
+                percentile(ceiling.latencies, 99) * 1000 if ceiling.latencies else None,
+                "ms",
+            ),
             *spread_rows(
                 "accept→delivered at this rate", delivered_latencies("single"), scale=1, unit="s"
             ),
