@@ -135,6 +135,9 @@ class AddressField(CharField):
 
     def to_internal_value(self, data) -> Recipient:
         text = _no_line_breaks(super().to_internal_value(data))
+        # The validators see the parsed Recipient, whose text form escapes a lone surrogate; it
+        # must be refused here or it fails later, encoding the draft.
+        _SurrogateCheck()(text)
         if len(text) > 320:
             raise serializers.ValidationError(
                 "An address is at most 320 characters.", code="max_length"

@@ -148,6 +148,11 @@ def test_leading_and_trailing_whitespace_of_the_subject_and_body_is_kept():
             id="to is not a list",
         ),
         pytest.param(
+            message_payload(to=["Ann \udc80 <ann@example.com>"]),
+            {"to": {0: ["surrogate_characters_not_allowed"]}},
+            id="lone surrogate in a display name",
+        ),
+        pytest.param(
             message_payload(subject="Hi\r\nBcc: x@y.zz"),
             {"subject": ["line_break"]},
             id="CRLF in subject",
