@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
@@ -34,27 +35,138 @@ def _display(name: str, address: str) -> str:
     return formataddr((name, address)) if name else address
 
 
+_CRLF = b"\r\n"
+# Values the library writes out exactly as given when their header fits on one line; anything
+# else (and anything holding an RFC 2047 encoded word, "=?") goes through its parser and folder.
+#: Unstructured: printable ASCII words separated by single spaces.
+_PLAIN_TEXT = r"[!-~]+(?: [!-~]+)*"
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ADDR_SPEC = rf"{_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*"
+#: Addresses: bare, or after a display name of atoms (one that needs quoting is not plain).
+_PLAIN_ADDRESS = rf"(?:{_ATOM}(?: {_ATOM})* <{_ADDR_SPEC}>|{_ADDR_SPEC})"
+_WEEKDAY = "Mon|Tue|Wed|Thu|Fri|Sat|Sun"
+_MONTH = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
+_PLAIN = {
+    name: re.compile(pattern)
+    for name, pattern in {
+        "from": rf"{_PLAIN_ADDRESS}(?:, {_PLAIN_ADDRESS})*",
+        "to": rf"{_PLAIN_ADDRESS}(?:, {_PLAIN_ADDRESS})*",
+        "cc": rf"{_PLAIN_ADDRESS}(?:, {_PLAIN_ADDRESS})*",
+        "reply-to": rf"{_PLAIN_ADDRESS}(?:, {_PLAIN_ADDRESS})*",
+        "subject": _PLAIN_TEXT,
+        # As format_datetime() writes it; the library parses it and writes it again the same.
+        "date": rf"(?:{_WEEKDAY}), \d\d (?:{_MONTH}) \d{{4}} \d\d:\d\d:\d\d [+-]\d{{4}}",
+        "message-id": rf"<{_ADDR_SPEC}>",
+    }.items()
+}
+_PLAIN_UNSTRUCTURED = re.compile(_PLAIN_TEXT)
+_FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext
+#: The content headers of a single 7-bit text part, in the order ``set_content`` writes them.
+_SEVEN_BIT_TEXT = (
+    'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+    "Content-Transfer-Encoding: 7bit\r\n"
+    "MIME-Version: 1.0\r\n"
+)
+
+
 def build_mime(
     message: Message, deliveries: Iterable[Delivery], attachments: Iterable[Attachment] = ()
 ) -> bytes:
     """The message as it goes on the wire. Bcc recipients get the mail but are not in a header.
 
-    Built once per message and sent to all its recipients in one transaction.
+    Built once per message and sent to all its recipients in one transaction. The bytes are the
+    ones ``EmailMessage.as_bytes()`` would give (the unit tests compare them), but plain headers
+    and a plain 7-bit text body are written directly: parsing every header into the library's
+    header objects and folding them back was most of a worker's CPU per message.
     """
     deliveries = list(deliveries)
-    mime = EmailMessage(policy=_POLICY)
-    mime["From"] = message.sender
+    headers = [("From", message.sender)]
     to = [_display(d.name, d.address) for d in deliveries if d.kind == Delivery.Kind.TO]
     cc = [_display(d.name, d.address) for d in deliveries if d.kind == Delivery.Kind.CC]
     if to:
-        mime["To"] = ", ".join(to)
+        headers.append(("To", ", ".join(to)))
     if cc:
-        mime["Cc"] = ", ".join(cc)
+        headers.append(("Cc", ", ".join(cc)))
     if message.reply_to:
-        mime["Reply-To"] = ", ".join(message.reply_to)
-    mime["Subject"] = message.subject
-    mime["Date"] = format_datetime(message.created_at)
-    mime["Message-ID"] = message.message_id
+        headers.append(("Reply-To", ", ".join(message.reply_to)))
+    headers.append(("Subject", message.subject))
+    headers.append(("Date", format_datetime(message.created_at)))
+    headers.append(("Message-ID", message.message_id))
+    content_headers, body = _content(message, list(attachments))
+    # Custom headers last, as before: after the content headers set_content() writes.
+    custom = list(message.headers.items())
+    _refuse_repeated_unique_headers([*headers, *custom], content_headers)
+    return b"".join(
+        [
+            *(_header(name, value) for name, value in headers),
+            content_headers,
+            *(_header(name, value) for name, value in custom),
+            _CRLF,
+            body,
+        ]
+    )
+
+
+def _header(name: str, value: str) -> bytes:
+    if _is_plain(name, value):
+        return f"{name}: {value}\r\n".encode("ascii")
+    # Encoded words, quoting, folding: the library's. It also refuses CR and LF in a value
+    # (header injection) with a ValueError.
+    return _POLICY.fold_binary(name, _POLICY.header_store_parse(name, value)[1])
+
+
+def _is_plain(name: str, value: str) -> bool:
+    if len(name) + 2 + len(value) > _POLICY.max_line_length or "=?" in value:
+        return False
+    if not _FIELD_NAME.fullmatch(name):
+        return False
+    lowered = name.lower()
+    if lowered in _PLAIN:
+        return _PLAIN[lowered].fullmatch(value) is not None
+    # Other headers the library knows (addresses, dates, content headers) have their own parsers.
+    if lowered in _POLICY.header_factory.registry:
+        return False
+    return _PLAIN_UNSTRUCTURED.fullmatch(value) is not None
+
+
+def _refuse_repeated_unique_headers(headers: list[tuple[str, str]], content: bytes) -> None:
+    """What ``EmailMessage.__setitem__`` refuses, e.g. a custom header named like one of ours."""
+    names = [name.lower() for name, _ in headers]
+    names += [line.split(b":", 1)[0].decode("ascii").lower() for line in content.splitlines()]
+    for name in {name for name in names if names.count(name) > 1}:
+        if _POLICY.header_factory[name].max_count is not None:
+            raise ValueError(f"There may be at most 1 {name} headers in a message")
+
+
+def _content(message: Message, attachments: list[Attachment]) -> tuple[bytes, bytes]:
+    """The content headers (folded, CRLF-terminated) and the body below them."""
+    if not attachments and not (message.text_body and message.html_body):
+        if message.html_body:
+            plain = _seven_bit_text("html", message.html_body)
+        else:
+            plain = _seven_bit_text("plain", message.text_body)
+        if plain is not None:
+            return plain
+    mime = EmailMessage(policy=_POLICY)
+    _set_body(mime, message, attachments)
+    # A message's content headers come out the same whether other headers precede them or not.
+    content_headers, body = mime.as_bytes().split(_CRLF * 2, 1)
+    return content_headers + _CRLF, body
+
+
+def _seven_bit_text(subtype: str, text: str) -> tuple[bytes, bytes] | None:
+    """What set_content() makes of ASCII text whose lines all fit: a 7bit part, its line breaks
+    CRLF; None for any other text."""
+    if not text.isascii():
+        return None
+    lines = text.encode("ascii").splitlines()
+    if max(map(len, lines), default=0) > _POLICY.max_line_length:
+        return None
+    headers = _SEVEN_BIT_TEXT.format(subtype=subtype).encode("ascii")
+    return headers, b"".join(line + _CRLF for line in lines) or _CRLF
+
+
+def _set_body(mime: EmailMessage, message: Message, attachments: list[Attachment]) -> None:
     if message.text_body and message.html_body:
         mime.set_content(message.text_body)
         mime.add_alternative(message.html_body, subtype="html")
@@ -62,11 +174,7 @@ def build_mime(
         mime.set_content(message.html_body, subtype="html")
     else:
         mime.set_content(message.text_body)
-    _attach(mime, list(attachments))
-    # Custom headers last: set_content() drops any Content-* header set before it.
-    for name, value in message.headers.items():
-        mime[name] = value
-    return mime.as_bytes()
+    _attach(mime, attachments)
 
 
 def _attach(mime: EmailMessage, attachments: list[Attachment]) -> None:
