@@ -80,31 +80,26 @@ def build_mime(
     header objects and folding them back was most of a worker's CPU per message.
     """
     deliveries = list(deliveries)
-    headers = [("From", message.sender)]
+    # Each header is written as soon as it is known, in the library's order, so that a value it
+    # refuses fails here the same way.
+    lines = [_header("From", message.sender)]
     to = [_display(d.name, d.address) for d in deliveries if d.kind == Delivery.Kind.TO]
     cc = [_display(d.name, d.address) for d in deliveries if d.kind == Delivery.Kind.CC]
     if to:
-        headers.append(("To", ", ".join(to)))
+        lines.append(_header("To", ", ".join(to)))
     if cc:
-        headers.append(("Cc", ", ".join(cc)))
+        lines.append(_header("Cc", ", ".join(cc)))
     if message.reply_to:
-        headers.append(("Reply-To", ", ".join(message.reply_to)))
-    headers.append(("Subject", message.subject))
-    headers.append(("Date", format_datetime(message.created_at)))
-    headers.append(("Message-ID", message.message_id))
+        lines.append(_header("Reply-To", ", ".join(message.reply_to)))
+    lines.append(_header("Subject", message.subject))
+    lines.append(_header("Date", format_datetime(message.created_at)))
+    lines.append(_header("Message-ID", message.message_id))
     content_headers, body = _content(message, list(attachments))
+    lines.append(content_headers)
     # Custom headers last, as before: after the content headers set_content() writes.
-    custom = list(message.headers.items())
-    _refuse_repeated_unique_headers([*headers, *custom], content_headers)
-    return b"".join(
-        [
-            *(_header(name, value) for name, value in headers),
-            content_headers,
-            *(_header(name, value) for name, value in custom),
-            _CRLF,
-            body,
-        ]
-    )
+    _refuse_repeated_unique_headers(b"".join(lines), list(message.headers))
+    lines.extend(_header(name, value) for name, value in message.headers.items())
+    return b"".join([*lines, _CRLF, body])
 
 
 def _header(name: str, value: str) -> bytes:
@@ -129,10 +124,14 @@ def _is_plain(name: str, value: str) -> bool:
     return _PLAIN_UNSTRUCTURED.fullmatch(value) is not None
 
 
-def _refuse_repeated_unique_headers(headers: list[tuple[str, str]], content: bytes) -> None:
+def _refuse_repeated_unique_headers(written: bytes, custom: list[str]) -> None:
     """What ``EmailMessage.__setitem__`` refuses, e.g. a custom header named like one of ours."""
-    names = [name.lower() for name, _ in headers]
-    names += [line.split(b":", 1)[0].decode("ascii").lower() for line in content.splitlines()]
+    names = [
+        line.split(b":", 1)[0].decode("ascii").lower()
+        for line in written.split(_CRLF)
+        if line and line[:1] not in b" \t"  # not a folded header's continuation
+    ]
+    names += [name.lower() for name in custom]
     for name in {name for name in names if names.count(name) > 1}:
         if _POLICY.header_factory[name].max_count is not None:
             raise ValueError(f"There may be at most 1 {name} headers in a message")
