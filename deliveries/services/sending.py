@@ -3,16 +3,17 @@ transaction over the worker's reused connection, record every recipient's outcom
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
 from uuid import UUID
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Q
 from django.utils import timezone
 from psycopg2.extras import execute_values
 
@@ -20,7 +21,7 @@ from deliveries import conf
 from deliveries.bulk import update_from_values
 from deliveries.limits import admissible, limit_for
 from deliveries.mime import build_mime
-from deliveries.models import Attachment, Attempt, Delivery, DomainWindow, Message, Suppression
+from deliveries.models import Attachment, Attempt, Delivery, Message, Suppression
 from deliveries.policy import (
     Decision,
     ReplyClass,
@@ -35,12 +36,13 @@ from deliveries.services.accept import suppression_add
 from deliveries.services.transitions import (
     Outcome,
     deliveries_settle,
+    deliveries_start,
     deliveries_transition,
     delivery_transition,
     messages_refresh_status,
 )
 from deliveries.smtp import Envelope, Transport
-from deliveries.states import DeliveryStatus, MessageStatus
+from deliveries.states import DeliveryStatus
 
 S = DeliveryStatus
 
@@ -53,7 +55,61 @@ class Claim:
     claimed: list[Delivery]  # `attempts` already counts this attempt
     recipients: list[Delivery] = field(default_factory=list)  # all of them, for the headers
     attachments: list[Attachment] = field(default_factory=list)
-    attempts: dict[int, Attempt] = field(default_factory=dict)  # by delivery id
+    attempt_ids: dict[int, int] = field(default_factory=dict)  # by delivery id
+
+
+# Raw SQL here and below: building these statements with the ORM cost more CPU than the rest of
+# a one-message task. A message's deliveries and attachments never change after accept, so
+# `total` and the EXISTS tell whether the rows claimed are all its recipients and whether it has
+# attachments, without reading either.
+_DELIVERY_COLUMNS = ("id", "address", "domain", "name", "kind", "attempts", "relay_failures")
+_MESSAGE_COLUMNS = (
+    "id",
+    "client_id",
+    "sender",
+    "reply_to",
+    "subject",
+    "text_body",
+    "html_body",
+    "headers",
+    "message_id",
+    "created_at",
+    "expires_at",
+)
+# Identifiers come from code; the ids travel as a parameter.
+_CLAIM_SQL = f"""
+SELECT {", ".join(f"d.{column}" for column in _DELIVERY_COLUMNS)},
+       {", ".join(f"m.{column}" for column in _MESSAGE_COLUMNS)}, n.total,
+       EXISTS (SELECT 1 FROM deliveries_attachment a WHERE a.message_id = m.id)
+FROM deliveries_delivery d
+JOIN deliveries_message m ON m.id = d.message_id
+JOIN (
+    SELECT message_id, count(*) AS total FROM deliveries_delivery
+    WHERE message_id = ANY(%(ids)s::uuid[]) GROUP BY message_id
+) n ON n.message_id = d.message_id
+WHERE d.message_id = ANY(%(ids)s::uuid[]) AND d.status = 'queued'
+ORDER BY d.message_id, d.id
+FOR UPDATE OF d SKIP LOCKED
+"""  # noqa: S608
+_INSERT_ATTEMPTS_SQL = (
+    "INSERT INTO deliveries_attempt"
+    " (delivery_id, number, task_id, worker, relay, started_at, enhanced_code, reply, outcome)"
+    " VALUES %s RETURNING delivery_id, id"
+)
+_RECIPIENTS_SQL = (
+    "SELECT message_id, address, name, kind FROM deliveries_delivery"
+    " WHERE message_id = ANY(%s::uuid[]) ORDER BY id"
+)
+
+
+@dataclass
+class _Claimable:
+    """The queued deliveries of one message locked by the claim, and what they say about it."""
+
+    message: Message
+    deliveries: list[Delivery]
+    total: int  # deliveries of the message, in any status
+    has_attachments: bool
 
 
 def deliveries_claim(
@@ -67,24 +123,19 @@ def deliveries_claim(
     """
     now = timezone.now()
     with transaction.atomic():
-        rows = list(
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("message")
-            .filter(message_id__in=message_ids, status=S.QUEUED)
-            .order_by("message_id", "id")
-        )
-        if not rows:
+        claimable = _lock_queued(message_ids=message_ids)
+        if not claimable:
             return []
-        expired = [row for row in rows if row.message.expires_at <= now]
-        live = [row for row in rows if row.message.expires_at > now]
+        expired = [d for c in claimable if c.message.expires_at <= now for d in c.deliveries]
         if expired:
             deliveries_transition(
-                delivery_ids=[row.id for row in expired],
+                delivery_ids=[delivery.id for delivery in expired],
                 to=S.FAILED,
                 next_attempt_at=None,
                 last_reply="message lifetime exceeded before it could be sent",
             )
-            messages_refresh_status(message_ids={row.message_id for row in expired})
+            messages_refresh_status(message_ids={delivery.message_id for delivery in expired})
+        live = [d for c in claimable if c.message.expires_at > now for d in c.deliveries]
         live, held = _admit_by_domain(live, now=now)
         if held:
             # Over its domain's limit: stays queued, published again shortly by the dispatcher,
@@ -94,44 +145,101 @@ def deliveries_claim(
             )
         if not live:
             return []
-        deliveries_transition(
-            delivery_ids=[row.id for row in live],
-            to=S.SENDING,
-            attempts=F("attempts") + 1,
-            next_attempt_at=now + conf.lease(),
+        deliveries_start(
+            delivery_ids=[delivery.id for delivery in live], lease_until=now + conf.lease()
         )
         claims: dict[UUID, Claim] = {}
-        for row in live:
-            row.attempts += 1
-            row.status = S.SENDING
-            claims.setdefault(row.message_id, Claim(message=row.message, claimed=[]))
-            claims[row.message_id].claimed.append(row)
-        attempts = Attempt.objects.bulk_create(
-            Attempt(
-                delivery=row,
-                number=row.attempts,
-                task_id=task_id or "",
-                worker=worker or "",
-                started_at=now,
-            )
-            for row in live
-        )
-        for attempt in attempts:
-            claims[attempt.delivery.message_id].attempts[attempt.delivery_id] = attempt
-        # A message with a delivery being sent is `sending`, whatever its other deliveries do
-        # (see states.message_status_for), so no need to read them.
-        Message.objects.filter(id__in=claims).exclude(status=MessageStatus.SENDING).update(
-            status=MessageStatus.SENDING
-        )
-    for recipient in (
-        Delivery.objects.filter(message_id__in=claims)
-        .only("message_id", "address", "name", "kind")
-        .order_by("id")
-    ):
-        claims[recipient.message_id].recipients.append(recipient)
-    for attachment in Attachment.objects.filter(message_id__in=claims).order_by("id"):
-        claims[attachment.message_id].attachments.append(attachment)
+        for delivery in live:
+            delivery.attempts += 1
+            delivery.status = S.SENDING
+            claims.setdefault(delivery.message_id, Claim(delivery.message, claimed=[]))
+            claims[delivery.message_id].claimed.append(delivery)
+        _attempts_start(claims=claims.values(), task_id=task_id, worker=worker, now=now)
+    _read_recipients_and_attachments(claims=claims, claimable={c.message.id: c for c in claimable})
     return list(claims.values())
+
+
+def _lock_queued(*, message_ids: Sequence[UUID | str]) -> list[_Claimable]:
+    claimable: dict[UUID, _Claimable] = {}
+    split = len(_DELIVERY_COLUMNS)
+    message_end = split + len(_MESSAGE_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, {"ids": [str(message_id) for message_id in message_ids]})
+        for row in cursor.fetchall():
+            message_id = row[split]
+            if message_id not in claimable:
+                total, has_attachments = row[message_end:]
+                claimable[message_id] = _Claimable(
+                    message=_message_from_row(row[split:message_end]),
+                    deliveries=[],
+                    total=total,
+                    has_attachments=has_attachments,
+                )
+            message = claimable[message_id].message
+            fields = dict(zip(_DELIVERY_COLUMNS, row[:split], strict=True))
+            delivery = Delivery(message=message, status=S.QUEUED, **fields)
+            claimable[message_id].deliveries.append(delivery)
+    return list(claimable.values())
+
+
+def _message_from_row(row: Sequence) -> Message:
+    fields = dict(zip(_MESSAGE_COLUMNS, row, strict=True))
+    # Django's connection hands jsonb over undecoded; its JSONField decodes it, raw SQL here.
+    fields["reply_to"] = json.loads(fields["reply_to"])
+    fields["headers"] = json.loads(fields["headers"])
+    return Message(**fields)
+
+
+def _attempts_start(*, claims: Iterable[Claim], task_id: str, worker: str, now: datetime) -> None:
+    """Write each claimed delivery's `pending` attempt, before any SMTP is spoken."""
+    claims = list(claims)
+    rows = [
+        (
+            d.id,
+            d.attempts,
+            task_id or "",
+            worker or "",
+            "",
+            now,
+            "",
+            "",
+            Attempt.Outcome.PENDING.value,
+        )
+        for claim in claims
+        for d in claim.claimed
+    ]
+    claim_of = {d.id: claim for claim in claims for d in claim.claimed}
+    with connection.cursor() as cursor:
+        for delivery_id, attempt_id in execute_values(
+            cursor.cursor, _INSERT_ATTEMPTS_SQL, rows, fetch=True
+        ):
+            claim_of[delivery_id].attempt_ids[delivery_id] = attempt_id
+
+
+def _read_recipients_and_attachments(
+    *, claims: dict[UUID, Claim], claimable: dict[UUID, _Claimable]
+) -> None:
+    """Fill in what the headers and body need beyond the claimed rows, reading only what is
+    missing: when every delivery of a message was locked by the claim, those are its recipients.
+    """
+    missing = []
+    for message_id, claim in claims.items():
+        locked = claimable[message_id]
+        if len(locked.deliveries) == locked.total:
+            claim.recipients = list(locked.deliveries)
+        else:
+            missing.append(str(message_id))
+    if missing:
+        with connection.cursor() as cursor:
+            cursor.execute(_RECIPIENTS_SQL, [missing])
+            for message_id, address, name, kind in cursor.fetchall():
+                claims[message_id].recipients.append(
+                    Delivery(message_id=message_id, address=address, name=name, kind=kind)
+                )
+    with_attachments = [m for m in claims if claimable[m].has_attachments]
+    if with_attachments:
+        for attachment in Attachment.objects.filter(message_id__in=with_attachments).order_by("id"):
+            claims[attachment.message_id].attachments.append(attachment)
 
 
 _DOMAIN_LOCK_SEED = 0x4D41494C  # any constant, the same in every process
@@ -140,6 +248,18 @@ _COUNT_STARTS_SQL = (
     " ON CONFLICT (domain, minute) DO UPDATE"
     " SET count = deliveries_domainwindow.count + EXCLUDED.count"
 )
+# Read after the locks are held (a statement sees what was committed when it started). A
+# connection is a task sending to the domain: the distinct tasks behind the deliveries being
+# sent (their current attempts), found through the partial index `delivery_sending_domain`.
+_DOMAIN_COUNTS_SQL = """
+SELECT wanted.domain,
+       (SELECT count(DISTINCT a.task_id) FROM deliveries_delivery d
+        JOIN deliveries_attempt a ON a.delivery_id = d.id AND a.number = d.attempts
+        WHERE d.status = 'sending' AND d.domain = wanted.domain),
+       COALESCE((SELECT w.count FROM deliveries_domainwindow w
+                 WHERE w.domain = wanted.domain AND w.minute = %(minute)s), 0)
+FROM unnest(%(domains)s::text[]) AS wanted(domain)
+"""
 
 
 def _admit_by_domain(
@@ -168,28 +288,14 @@ def _admit_by_domain(
             " FROM unnest(%s::text[]) AS d ORDER BY d",
             [_DOMAIN_LOCK_SEED, domains],
         )
-    # A connection is a task sending to the domain: count the distinct tasks behind the
-    # deliveries being sent (their current attempts), found through the partial index.
-    connections = dict(
-        Attempt.objects.filter(
-            delivery__status=S.SENDING,
-            delivery__domain__in=domains,
-            number=F("delivery__attempts"),
-        )
-        .values("delivery__domain")
-        .annotate(n=Count("task_id", distinct=True))
-        .values_list("delivery__domain", "n")
-    )
-    rated = [domain for domain in domains if limited[domain].per_minute]
-    started = dict(
-        DomainWindow.objects.filter(domain__in=rated, minute=minute).values_list("domain", "count")
-    )
+        cursor.execute(_DOMAIN_COUNTS_SQL, {"domains": domains, "minute": minute})
+        counts = {domain: (connections, started) for domain, connections, started in cursor}
     room = {
         domain: admissible(
             wanted=wanted[domain],
             limit=limited[domain],
-            connections=connections.get(domain, 0),
-            started_this_minute=started.get(domain, 0),
+            connections=counts[domain][0],
+            started_this_minute=counts[domain][1],
         )
         for domain in domains
     }
@@ -201,7 +307,9 @@ def _admit_by_domain(
         if row.domain in room:
             room[row.domain] -= 1
         admitted.append(row)
-    started_now = Counter(row.domain for row in admitted if row.domain in rated)
+    started_now = Counter(
+        row.domain for row in admitted if row.domain in limited and limited[row.domain].per_minute
+    )
     if started_now:
         with connection.cursor() as cursor:
             execute_values(
@@ -231,6 +339,7 @@ def attempts_record(
     policy = conf.retry_policy()
     decisions: dict[int, Decision] = {}
     outcomes: list[Outcome] = []
+    attempt_rows: list[tuple] = []
     bounces: list[tuple[int, str, SmtpReply]] = []
     for claim in claims:
         for delivery in claim.claimed:
@@ -261,13 +370,17 @@ def attempts_record(
             )
             if decision.status == S.BOUNCED and is_hard_bounce(reply):
                 bounces.append((claim.message.client_id, delivery.address, reply))
-            attempt = claim.attempts[delivery.id]
-            attempt.outcome = Attempt.Outcome(decision.status.value)
-            attempt.smtp_code = reply.code
-            attempt.enhanced_code = reply.enhanced_code
-            attempt.reply = reply.text
-            attempt.relay = reply.relay
-            attempt.duration_ms = durations.get(claim.message.id)
+            attempt_rows.append(
+                (
+                    claim.attempt_ids[delivery.id],
+                    decision.status.value,
+                    reply.code,
+                    reply.enhanced_code,
+                    reply.text,
+                    reply.relay,
+                    durations.get(claim.message.id),
+                )
+            )
     with transaction.atomic():
         deliveries_settle(outcomes=outcomes)
         for client_id, address, reply in bounces:
@@ -287,11 +400,7 @@ def attempts_record(
                 "relay": "varchar",
                 "duration_ms": "integer",
             },
-            rows=[
-                (a.id, a.outcome, a.smtp_code, a.enhanced_code, a.reply, a.relay, a.duration_ms)
-                for claim in claims
-                for a in claim.attempts.values()
-            ],
+            rows=attempt_rows,
         )
         messages_refresh_status(message_ids=[claim.message.id for claim in claims])
     return decisions

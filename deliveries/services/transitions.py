@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from psycopg2.extras import execute_values
 
-from deliveries.bulk import update_from_values
-from deliveries.models import Delivery, Event, Message
+from deliveries.models import Delivery, Event
 from deliveries.policy import Decision, SmtpReply
-from deliveries.states import DeliveryStatus, check_transition, message_status_for, sources_of
+from deliveries.states import DeliveryStatus, check_transition, message_status_sql, sources_of
 
 S = DeliveryStatus
 
@@ -87,28 +87,74 @@ def delivery_transition(
     return deliveries_transition(delivery_ids=[delivery_id], to=to, where=where, **fields) == 1
 
 
+# Statements below are raw SQL: on a worker they run for every task, and building them with the
+# ORM cost more CPU than running them.
+
+# A message with a delivery being sent is `sending` whatever its other deliveries do (see
+# states.message_status_for), so the claim sets it without reading them.
+_START_SQL = """
+WITH moved AS (
+    UPDATE deliveries_delivery
+    SET status = 'sending', attempts = attempts + 1, next_attempt_at = %(lease_until)s,
+        updated_at = %(now)s
+    WHERE id = ANY(%(ids)s) AND status = ANY(%(sources)s)
+    RETURNING message_id
+), rolled_up AS (
+    UPDATE deliveries_message SET status = 'sending'
+    WHERE id IN (SELECT message_id FROM moved) AND status <> 'sending'
+)
+SELECT count(*) FROM moved
+"""
+
+
+def deliveries_start(*, delivery_ids: Collection[int], lease_until: datetime) -> int:
+    """Move claimed deliveries to `sending`, counting the attempt, under a lease until
+    ``lease_until``, and their messages with them; return how many moved.
+
+    The caller holds the rows' locks (its claim). The move to `sending` emits no event.
+    """
+    if not delivery_ids:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _START_SQL,
+            {
+                "ids": list(delivery_ids),
+                "sources": [status.value for status in sources_of(S.SENDING)],
+                "lease_until": lease_until,
+                "now": timezone.now(),
+            },
+        )
+        return cursor.fetchone()[0]
+
+
+_LOCK_MESSAGES_SQL = (
+    "SELECT 1 FROM deliveries_message WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE"
+)
+_REFRESH_SQL = f"""
+UPDATE deliveries_message m SET status = r.status
+FROM (
+    SELECT message_id, {message_status_sql("status")} AS status
+    FROM deliveries_delivery WHERE message_id = ANY(%s::uuid[]) GROUP BY message_id
+) r
+WHERE m.id = r.message_id AND m.status <> r.status
+"""  # noqa: S608 (the rule's SQL is built from code, never from input)
+
+
 def messages_refresh_status(*, message_ids: Iterable[UUID]) -> None:
     """Recompute each message's status from its deliveries, in the caller's transaction.
 
-    The message rows are locked first (in id order, so two callers cannot deadlock) so that the
-    statuses read next include every change committed before ours.
+    The message rows are locked first (in id order, so two callers cannot deadlock) and the
+    statuses read by a later statement, which sees every change committed before ours: read in
+    the locking statement, they would be as of its start, before it waited for a lock.
     """
-    ids = sorted(set(message_ids))
+    ids = [str(message_id) for message_id in set(message_ids)]
     if not ids:
         return
-    list(Message.objects.select_for_update().filter(id__in=ids).order_by("id").values_list("id"))
-    statuses: dict[UUID, list[str]] = defaultdict(list)
-    for message_id, status in Delivery.objects.filter(message_id__in=ids).values_list(
-        "message_id", "status"
-    ):
-        statuses[message_id].append(status)
-    by_status: dict[str, list[UUID]] = defaultdict(list)
-    for message_id, delivery_statuses in statuses.items():
-        by_status[message_status_for(delivery_statuses)].append(message_id)
-    for status, message_ids_with_status in by_status.items():
-        Message.objects.filter(id__in=message_ids_with_status).exclude(status=status).update(
-            status=status
-        )
+    # No savepoint: inside the caller's transaction this costs nothing; outside one it makes one.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(_LOCK_MESSAGES_SQL, [ids])
+        cursor.execute(_REFRESH_SQL, [ids])
 
 
 @dataclass(frozen=True)
@@ -124,6 +170,35 @@ class Outcome:
     decision: Decision
     reply: SmtpReply
     reply_text: str
+
+
+# `attempts = v.attempts` sets nothing new: it is the fencing condition. The events are written
+# by the same statement, for exactly the rows it moved.
+_SETTLE_SQL = """
+WITH v (id, attempts, relay_failures, status, next_attempt_at, last_code, last_enhanced_code,
+        last_reply, delivered_at, updated_at, client_id, event_type) AS (VALUES %s),
+moved AS (
+    UPDATE deliveries_delivery t
+    SET relay_failures = v.relay_failures, status = v.status,
+        next_attempt_at = v.next_attempt_at, last_code = v.last_code,
+        last_enhanced_code = v.last_enhanced_code, last_reply = v.last_reply,
+        delivered_at = v.delivered_at, updated_at = v.updated_at
+    FROM v
+    WHERE t.id = v.id AND t.status = 'sending' AND t.attempts = v.attempts
+    RETURNING t.id, t.message_id, t.address
+)
+INSERT INTO deliveries_event (id, client_id, message_id, delivery_id, type, recipient, attempt,
+    smtp_code, enhanced_code, reply, next_attempt_at, created_at, fanned_out)
+SELECT gen_random_uuid(), v.client_id, moved.message_id, moved.id, v.event_type, moved.address,
+    v.attempts, v.last_code, v.last_enhanced_code, v.last_reply, v.next_attempt_at,
+    v.updated_at, false
+FROM moved JOIN v ON v.id = moved.id
+RETURNING delivery_id
+"""
+_SETTLE_VALUES = (
+    "(%s::bigint, %s::integer, %s::integer, %s::varchar, %s::timestamptz, %s::smallint,"
+    " %s::varchar, %s::text, %s::timestamptz, %s::timestamptz, %s::integer, %s::varchar)"
+)
 
 
 def deliveries_settle(*, outcomes: Sequence[Outcome]) -> set[int]:
@@ -151,46 +226,18 @@ def deliveries_settle(*, outcomes: Sequence[Outcome]) -> set[int]:
             o.reply_text,
             now if o.decision.status == S.DELIVERED else None,
             now,
+            o.client_id,
+            EVENT_FOR_STATUS[o.decision.status].value,
         )
         for o in outcomes
     ]
-    with transaction.atomic():
-        moved = {
-            row[0]
-            for row in update_from_values(
-                model=Delivery,
-                columns={
-                    "attempts": "integer",
-                    "relay_failures": "integer",
-                    "status": "varchar",
-                    "next_attempt_at": "timestamptz",
-                    "last_code": "smallint",
-                    "last_enhanced_code": "varchar",
-                    "last_reply": "text",
-                    "delivered_at": "timestamptz",
-                    "updated_at": "timestamptz",
-                },
-                rows=rows,
-                # `attempts = v.attempts` sets nothing new: it is the fencing condition.
-                condition="t.status = 'sending' AND t.attempts = v.attempts",
-                returning="t.id",
-            )
-        }
-        Event.objects.bulk_create(
-            Event(
-                client_id=o.client_id,
-                message_id=o.message_id,
-                delivery_id=o.delivery_id,
-                type=EVENT_FOR_STATUS[o.decision.status],
-                recipient=o.address,
-                attempt=o.attempts,
-                smtp_code=o.reply.code,
-                enhanced_code=o.reply.enhanced_code,
-                reply=o.reply_text,
-                next_attempt_at=o.decision.next_attempt_at,
-                created_at=now,
-            )
-            for o in outcomes
-            if o.delivery_id in moved
+    with connection.cursor() as cursor:
+        moved = execute_values(
+            cursor.cursor,
+            _SETTLE_SQL,
+            rows,
+            template=_SETTLE_VALUES,
+            page_size=len(rows),
+            fetch=True,
         )
-    return moved
+    return {delivery_id for (delivery_id,) in moved}
