@@ -5,8 +5,8 @@ Gunicorn reads this file before it imports Django, so it reads its few variables
 must not import ``mailhub``, whose settings would then load in the master process).
 
     MAILHUB_BIND       host:port to listen on, comma-separated for several   127.0.0.1:8000
-    GUNICORN_WORKERS   worker processes                       2 * CPUs + 1, at most 8
-    GUNICORN_THREADS   threads per worker                                        4
+    GUNICORN_WORKERS   worker processes                 one per CPU, at least 2, at most 8
+    GUNICORN_THREADS   threads per worker                                        8
 """
 
 from __future__ import annotations
@@ -38,13 +38,15 @@ bind = [
     if address.strip()
 ]
 
-# The classic 2 * CPUs + 1, capped: each thread keeps its own Postgres connection (CONN_MAX_AGE),
-# and 8 workers x 4 threads = 32 connections leaves room for the Celery pools under Postgres's
-# default max_connections of 100.
-workers = _positive_int("GUNICORN_WORKERS", min(2 * (os.cpu_count() or 1) + 1, 8))
-# Threads, because a request spends most of its time waiting on Postgres and the broker publish.
+# One process per CPU, with threads: a request spends much of its time waiting on Postgres, and
+# fewer, busier processes put more messages in each task the background publisher sends (the
+# workers' cost is per task). Measured with `./scripts/bench` on 2 CPUs: 2 x 8 accepted 267
+# single sends a second at 7.3 ms of CPU each (all processes), the classic 2 * CPUs + 1 = 5 x 4
+# 159 at 12.3 ms. Each thread keeps its own Postgres connection (CONN_MAX_AGE): 8 x 8 = 64 at
+# most, leaving room for the Celery pools under Postgres's default max_connections of 100.
+workers = _positive_int("GUNICORN_WORKERS", min(max(os.cpu_count() or 1, 2), 8))
 worker_class = "gthread"
-threads = _positive_int("GUNICORN_THREADS", 4)
+threads = _positive_int("GUNICORN_THREADS", 8)
 
 # An API request is a few queries and one publish (given up after about a second when RabbitMQ
 # is down), so a worker silent for 30 s is stuck, not busy.

@@ -27,8 +27,8 @@ def load(monkeypatch, **env: str) -> dict:
 
 def test_without_overrides_it_sizes_workers_from_the_cpu_count_and_binds_loopback(monkeypatch):
     conf = load(monkeypatch)
-    assert conf["workers"] == min(2 * (os.cpu_count() or 1) + 1, 8)
-    assert (conf["worker_class"], conf["threads"]) == ("gthread", 4)
+    assert conf["workers"] == min(max(os.cpu_count() or 1, 2), 8)
+    assert (conf["worker_class"], conf["threads"]) == ("gthread", 8)
     assert conf["bind"] == ["127.0.0.1:8000"]
     # Requests in flight get time to finish on SIGTERM; the stop timeouts of the systemd unit
     # and the Kubernetes pod are sized from this.
