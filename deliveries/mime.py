@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from email.headerregistry import Address, HeaderRegistry
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
@@ -201,5 +201,8 @@ def _attach(mime: EmailMessage, attachments: list[Attachment]) -> None:
 
 
 def make_message_id(*, unique: str, sender_address: str) -> str:
-    domain = Address(addr_spec=sender_address).domain or "mailhub.invalid"
-    return f"<{unique}@{domain}>"
+    # The domain is what follows the last "@" even with a quoted local part ("a@b"@shop.test);
+    # the address was validated on the way in, so it is not parsed again (a fifth of an accept's
+    # validation cost when it was).
+    _, at, domain = sender_address.rpartition("@")
+    return f"<{unique}@{domain if at and domain else 'mailhub.invalid'}>"

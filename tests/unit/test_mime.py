@@ -163,6 +163,14 @@ def test_a_message_id_keeps_a_subdomain():
     assert message_id == "<x@mail.eu.shop.test>"
 
 
+@pytest.mark.parametrize(
+    ("sender_address", "domain"),
+    [('"a@b"@shop.test', "shop.test"), ("no-domain", "mailhub.invalid"), ("x@", "mailhub.invalid")],
+)
+def test_a_message_id_takes_the_domain_after_the_last_at(sender_address, domain):
+    assert make_message_id(unique="x", sender_address=sender_address) == f"<x@{domain}>"
+
+
 # The bytes must be exactly those the email library writes when it builds the whole message
 # (the way build_mime did before it wrote plain headers and plain 7-bit text itself).
 
