@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from django.db import connection
+from django.db import connection, connections, router
 from django.db.models import Model
 from psycopg2.extras import execute_values
 
@@ -61,11 +61,14 @@ def insert_objects(objects: Sequence[Model], *, page_size: int = 1000) -> None:
         f"INSERT INTO {meta.db_table} ({', '.join(f.column for f in fields)}) VALUES %s"  # noqa: S608
         + (f" RETURNING {generated.column}" if generated else "")
     )
+    # The connection itself, not the `connection` proxy: every attribute read through the proxy
+    # costs a thread-local lookup, and preparing a value reads several.
+    database = connections[router.db_for_write(type(objects[0]))]
     rows = [
-        tuple(field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields)
+        tuple(field.get_db_prep_save(field.pre_save(obj, True), database) for field in fields)
         for obj in objects
     ]
-    with connection.cursor() as cursor:
+    with database.cursor() as cursor:
         returned = execute_values(
             cursor.cursor, sql, rows, page_size=page_size, fetch=generated is not None
         )
@@ -74,4 +77,4 @@ def insert_objects(objects: Sequence[Model], *, page_size: int = 1000) -> None:
             setattr(obj, generated.attname, pk)
     for obj in objects:
         obj._state.adding = False
-        obj._state.db = connection.alias
+        obj._state.db = database.alias
