@@ -106,7 +106,12 @@ def post(
         error = ""
     except (OSError, http.client.HTTPException) as exc:
         status_code, excerpt = None, b""
-        error = f"timed out after {timeout:g} s" if expired.is_set() else _describe(exc)
+        # The socket's own timeout equals the deadline: on a busy machine it may fire before
+        # the watchdog does, and it is the same deadline.
+        at_deadline = expired.is_set() or (
+            isinstance(exc, TimeoutError) and time.monotonic() - started >= timeout
+        )
+        error = f"timed out after {timeout:g} s" if at_deadline else _describe(exc)
     finally:
         timer.cancel()
         connection.close()
