@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import runpy
 import signal
 import subprocess
 import sys
@@ -642,7 +643,9 @@ def header(stack: Stack, args: argparse.Namespace, load_at_start: tuple[float, .
         rabbit = broker.connection.server_properties.get("version", "?")
     api = stack.process_groups()["api"]
     api_workers = len(process_trees({"api": api})["api"]) - 1 if api else 0
-    threads = args.api_threads or "4 (gunicorn.conf.py's default)"
+    # Without --api-threads gunicorn takes its configuration's value, as read here.
+    configured = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))["threads"]
+    threads = args.api_threads or f"{configured} (gunicorn.conf.py's)"
     sizing = stack.sizing
     return "\n".join(
         [

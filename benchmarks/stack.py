@@ -38,8 +38,8 @@ class Sizing:
     high: int = 2
     general: int = 4
     webhooks: int = 1
-    api_workers: int | None = None  # None: deploy/gunicorn.conf.py's 2 x CPUs + 1, at most 8
-    api_threads: int | None = None  # None: its 4
+    api_workers: int | None = None  # None: deploy/gunicorn.conf.py's (one per CPU, 2 to 8)
+    api_threads: int | None = None  # None: its (8)
 
 
 class Stack:
