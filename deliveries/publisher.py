@@ -8,7 +8,6 @@ import atexit
 import logging
 import os
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Iterable
 from uuid import UUID
@@ -71,7 +70,9 @@ class PublishCoalescer:
     here (the process dies, the broker is down) leaves the rows `queued` and the dispatcher
     publishes them after ``MAILHUB_REPUBLISH_AFTER_SECONDS``. So an API request hands its
     messages over and answers at once; messages accepted by concurrent requests within
-    ``linger`` seconds go out together, in fewer tasks, which also spares the workers.
+    ``linger`` seconds go out together, in fewer tasks, which also spares the workers: a worker's
+    cost is mostly per task. A full task's worth goes out at once, without waiting the rest of
+    the linger.
     """
 
     def __init__(self, publish=None, *, linger: float = 0.02) -> None:
@@ -80,12 +81,15 @@ class PublishCoalescer:
         self._lock = threading.Lock()
         self._pending: list[Routed] = []
         self._wakeup = threading.Event()
+        self._full = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
 
     def add(self, routed: Iterable[Routed]) -> None:
         with self._lock:
             self._pending.extend(routed)
+            if self._pending and len(self._pending) >= self._pending[0][2]:
+                self._full.set()
             # A forked process (gunicorn, Celery prefork) inherits the object, not the thread.
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
                 self._pid = os.getpid()
@@ -104,8 +108,9 @@ class PublishCoalescer:
     def _run(self) -> None:
         while True:
             self._wakeup.wait()
-            time.sleep(self._linger)
+            self._full.wait(self._linger)
             self._wakeup.clear()
+            self._full.clear()
             self.flush()
 
 

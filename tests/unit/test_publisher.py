@@ -34,6 +34,28 @@ def test_messages_added_together_are_published_in_one_batch_off_the_callers_thre
     assert recorder.threads == {"mailhub-publisher"}
 
 
+def test_a_full_task_goes_out_without_waiting_for_the_linger():
+    recorder = Recorder()
+    coalescer = PublishCoalescer(recorder, linger=30)
+
+    coalescer.add([(f"m{i}", "mail.normal", 3) for i in range(3)])
+
+    assert recorder.done.wait(5)  # long before the 30 s linger
+    assert recorder.batches == [[(f"m{i}", "mail.normal", 3) for i in range(3)]]
+
+
+def test_less_than_a_task_waits_for_the_linger():
+    recorder = Recorder()
+    coalescer = PublishCoalescer(recorder, linger=0.3)
+
+    started = time.monotonic()
+    coalescer.add([("m1", "mail.normal", 3), ("m2", "mail.normal", 3)])
+
+    assert recorder.done.wait(5)
+    assert time.monotonic() - started >= 0.3
+    assert recorder.batches == [[("m1", "mail.normal", 3), ("m2", "mail.normal", 3)]]
+
+
 def test_adding_does_not_wait_for_a_slow_publish():
     release = threading.Event()
 
