@@ -18,9 +18,10 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connections, router
+from django.db import IntegrityError, connections, router
 from rest_framework.throttling import BaseThrottle
 
+from api.authentication import InvalidApiKey
 from api.models import ApiKey, RateCounter
 
 WINDOW_SECONDS = 60.0
@@ -114,7 +115,12 @@ class ApiKeyRateThrottle(BaseThrottle):
         if not isinstance(key, ApiKey):
             return True  # unauthenticated: refused by authentication, or a public page
         limit = key.rate_limit_per_minute or settings.MAILHUB_API_RATE_LIMIT_PER_MINUTE
-        decision = api_key_rate_check(key_id=key.id, limit=limit)
+        try:
+            decision = api_key_rate_check(key_id=key.id, limit=limit)
+        except IntegrityError:
+            # The key was deleted since this request was authenticated: its counter row cannot
+            # be created. The request is as unauthenticated as if it had come a moment later.
+            raise InvalidApiKey() from None
         self._wait = decision.wait_seconds
         return decision.allowed
 

@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
+from api.authentication import ApiKeyAuthentication
 from api.models import ApiKey, RateCounter
 from api.services import api_key_set_rate_limit
 from api.throttling import api_key_rate_check, rate_check
@@ -124,3 +125,21 @@ def test_the_counting_statement_decides_exactly_as_rate_check(acme, limit):
         if expected.allowed:
             state = expected.state
     assert RateCounter.objects.get(api_key=key).count == state[1]
+
+
+def test_a_key_deleted_after_authentication_is_refused_as_invalid_not_a_500(
+    transactional_db, acme, monkeypatch
+):
+    key = ApiKey.objects.get(client=acme.client)
+    real_authenticate = ApiKeyAuthentication.authenticate
+
+    def authenticate_then_delete(self, request):
+        authenticated = real_authenticate(self, request)
+        ApiKey.objects.filter(id=key.id).delete()  # an operator, at that very moment
+        return authenticated
+
+    monkeypatch.setattr(ApiKeyAuthentication, "authenticate", authenticate_then_delete)
+    # Committed statements (transactional_db): the counter's foreign key is checked when its
+    # statement commits, as in production, not at the end of a test transaction.
+
+    assert_problem(acme.api.get(URL), status=401, code="invalid_api_key")
