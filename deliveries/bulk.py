@@ -47,7 +47,8 @@ def update_from_values(
 
 def insert_objects(objects: Sequence[Model], *, page_size: int = 1000) -> None:
     """``bulk_create`` for the accept path: the same rows in one ``INSERT ... VALUES`` per page,
-    assembled by psycopg2 instead of Django's compiler (a third of its CPU for one message).
+    assembled by psycopg2 instead of Django's compiler (measured: accepting one message took
+    1,007 µs of CPU with ``bulk_create``, 837 µs with this).
 
     All objects are of one model. A primary key the database generates is set on each object,
     as ``bulk_create`` does on Postgres. Field defaults and ``pre_save`` (``auto_now``) apply.
