@@ -1,14 +1,14 @@
-"""Accepting mail: messages, their deliveries and events in one transaction; cancelling."""
+"""Accepting mail: messages, their deliveries and events in one statement; cancelling."""
 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from django.db import connection, transaction
@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from api.models import Client
 from deliveries import conf
-from deliveries.bulk import insert_objects
+from deliveries.bulk import insert_values
 from deliveries.mime import make_message_id
-from deliveries.models import Attachment, Delivery, Event, Message, Suppression
+from deliveries.models import Delivery, Event, Message, Suppression
 from deliveries.publisher import messages_publish_soon
 from deliveries.services.transitions import deliveries_transition, messages_refresh_status
 from deliveries.states import DeliveryStatus, message_status_for
@@ -66,70 +66,152 @@ def message_accept(*, client: Client, draft: MessageDraft) -> Message:
 
 
 def messages_accept(*, client: Client, drafts: Sequence[MessageDraft]) -> list[Message]:
-    """Store messages, one delivery per distinct recipient and their events, in ONE transaction;
-    publish the ones due now after commit.
+    """Store messages, one delivery per distinct recipient, their attachments and events, in ONE
+    statement; publish the ones due now after commit.
 
     Input must already be validated. A recipient named twice (say in To and Bcc) gets one
     delivery, under the first kind it was named with. A suppressed address gets a delivery in
     `suppressed` and is never sent to. A message with a future ``send_at`` waits `scheduled`.
+    The messages returned are saved instances; their deliveries are read from the database.
     """
     now = timezone.now()
     suppressed = _suppressed_addresses(client=client, drafts=drafts)
     messages: list[Message] = []
-    deliveries: list[Delivery] = []
-    attachments: list[Attachment] = []
+    deliveries: list[_DeliveryRow] = []
+    attachments: list[tuple] = []
+    due_now: list[tuple[UUID, str]] = []
     for draft in drafts:
         message = _new_message(client=client, draft=draft, now=now)
+        ours = _new_deliveries(message=message, draft=draft, suppressed=suppressed)
+        statuses = [delivery.status for delivery in ours]
+        message.status = message_status_for(statuses)
+        if S.QUEUED in statuses:
+            due_now.append((message.id, message.priority))
         messages.append(message)
-        deliveries.extend(_new_deliveries(message=message, draft=draft, suppressed=suppressed))
+        deliveries.extend(ours)
         attachments.extend(
-            Attachment(
-                message=message,
-                filename=part.filename,
-                content_type=part.content_type,
-                content=part.content,
-                content_id=part.content_id,
-                size=len(part.content),
+            (
+                message.id,
+                part.filename,
+                part.content_type,
+                part.content,
+                part.content_id,
+                len(part.content),
             )
             for part in draft.attachments
         )
-    by_message: dict[UUID, list[str]] = defaultdict(list)
-    for delivery in deliveries:
-        by_message[delivery.message_id].append(delivery.status)
+    _insert_accepted(
+        client=client, now=now, messages=messages, deliveries=deliveries, attachments=attachments
+    )
     for message in messages:
-        message.status = message_status_for(by_message[message.id])
-    due_now = [(m.id, m.priority) for m in messages if S.QUEUED in by_message[m.id]]
-    with transaction.atomic():
-        insert_objects(messages)
-        insert_objects(deliveries)
-        insert_objects(attachments)
-        insert_objects([_acceptance_event(d, client, now) for d in deliveries])
-        if due_now:
-            # After commit, so a worker never looks for a row that is not there yet; in the
-            # background, so the caller does not wait for RabbitMQ. If the publish is lost the
-            # rows stay `queued` and the dispatcher publishes them later.
-            transaction.on_commit(lambda: messages_publish_soon(messages=due_now), robust=True)
+        message._state.adding = False
+        message._state.db = connection.alias
+    if due_now:
+        # After commit (at once when no transaction is open: the statement has committed), so a
+        # worker never looks for a row that is not there yet; in the background, so the caller
+        # does not wait for RabbitMQ. If the publish is lost the rows stay `queued` and the
+        # dispatcher publishes them later.
+        transaction.on_commit(lambda: messages_publish_soon(messages=due_now), robust=True)
     return messages
 
+
+class _DeliveryRow(NamedTuple):
+    """A new ``deliveries_delivery`` row; the field names are its columns."""
+
+    message_id: UUID
+    address: str
+    domain: str
+    name: str
+    kind: str
+    status: str
+    next_attempt_at: datetime | None
+    last_reply: str
+    updated_at: datetime
+    attempts: int = 0
+    relay_failures: int = 0
+    last_code: int | None = None
+    last_enhanced_code: str = ""
+    delivered_at: datetime | None = None
+
+
+_MESSAGE_COLUMNS = (
+    "id", "client_id", "sender", "reply_to", "subject", "text_body", "html_body", "headers",
+    "priority", "status", "tags", "metadata", "template_name", "message_id", "created_at",
+    "send_at", "expires_at",
+)  # fmt: skip
+_ATTACHMENT_COLUMNS = ("message_id", "filename", "content_type", "content", "content_id", "size")
 
 _ACCEPTANCE_EVENT = {
     S.QUEUED: Event.Type.ACCEPTED,
     S.SCHEDULED: Event.Type.SCHEDULED,
     S.SUPPRESSED: Event.Type.SUPPRESSED,
 }
+# Each new delivery's event, written by the same statement from the rows it inserted (their ids
+# are the database's). The columns are all of deliveries_event's; the constants are its model's
+# defaults (tests/integration/test_accept_statement.py compares the rows with the ORM's).
+_RETURNED = " RETURNING id, message_id, address, status, last_reply, next_attempt_at"
+_EVENT_TYPE = " ".join(
+    f"WHEN '{status}' THEN '{event}'" for status, event in _ACCEPTANCE_EVENT.items()
+)
+_EVENTS_FROM_DELIVERIES = f"""
+INSERT INTO deliveries_event (id, client_id, message_id, delivery_id, type, recipient, attempt,
+    smtp_code, enhanced_code, reply, next_attempt_at, created_at, fanned_out)
+SELECT gen_random_uuid(), %(client)s, message_id, id, CASE status {_EVENT_TYPE} END, address, 0,
+    NULL, '', last_reply, CASE WHEN status = '{S.SCHEDULED}' THEN next_attempt_at END, %(now)s,
+    false
+FROM delivery
+"""  # noqa: S608 - built from the constants above only
 
 
-def _acceptance_event(delivery: Delivery, client: Client, now: datetime) -> Event:
-    return Event(
-        client=client,
-        message_id=delivery.message_id,
-        delivery=delivery,
-        type=_ACCEPTANCE_EVENT[delivery.status],
-        recipient=delivery.address,
-        reply=delivery.last_reply,
-        next_attempt_at=delivery.next_attempt_at if delivery.status == S.SCHEDULED else None,
-        created_at=now,
-    )
+def _insert_accepted(
+    *,
+    client: Client,
+    now: datetime,
+    messages: Sequence[Message],
+    deliveries: Sequence[_DeliveryRow],
+    attachments: Sequence[tuple],
+) -> None:
+    """Insert everything in one data-modifying statement: it commits (or fails) as a whole
+    without a transaction of its own, in one round trip instead of five or six. Measured against
+    a transaction with an INSERT per table, for one message: 450 instead of 985 µs of the
+    caller's CPU and 590 instead of 870 µs of Postgres's; in batches of 500, 119 instead of
+    216 µs per message of the caller's, Postgres's unchanged.
+
+    The foreign keys hold: their checks run at the end of the statement, when every row of it
+    is there."""
+    to_json = connection.ops.adapt_json_value
+    message_rows = [
+        (m.id, client.id, m.sender, to_json(m.reply_to, None), m.subject, m.text_body,
+         m.html_body, to_json(m.headers, None), m.priority, m.status, m.tags,
+         to_json(m.metadata, None), m.template_name, m.message_id, m.created_at, m.send_at,
+         m.expires_at)
+        for m in messages
+    ]  # fmt: skip
+    tables = [
+        ("message", "deliveries_message", _MESSAGE_COLUMNS, message_rows, ""),
+        ("attachment", "deliveries_attachment", _ATTACHMENT_COLUMNS, attachments, ""),
+        ("delivery", "deliveries_delivery", _DeliveryRow._fields, deliveries, _RETURNED),
+    ]
+    # Alone, the statement is its own transaction; in a caller's transaction, a savepoint keeps
+    # a failure of it from spoiling the rest (as the caller's own atomic block would have).
+    with transaction.atomic() if connection.in_atomic_block else nullcontext():
+        _execute_inserts(client=client, now=now, tables=tables)
+
+
+def _execute_inserts(*, client: Client, now: datetime, tables: list[tuple]) -> None:
+    with connection.cursor() as cursor:
+        quoting = cursor.cursor
+        inserts = [
+            name.encode()
+            + b" AS ("
+            + insert_values(quoting, table=table, columns=columns, rows=rows)
+            + returning.encode()
+            + b")"
+            for name, table, columns, rows, returning in tables
+            if rows
+        ]
+        events = quoting.mogrify(_EVENTS_FROM_DELIVERIES, {"client": client.id, "now": now})
+        cursor.execute(b"WITH " + b", ".join(inserts) + b" " + events)
 
 
 # Every accept runs this lookup: as plain SQL it costs a third of the ORM query (measured: 130
@@ -174,7 +256,7 @@ def _new_message(*, client: Client, draft: MessageDraft, now: datetime) -> Messa
 
 def _new_deliveries(
     *, message: Message, draft: MessageDraft, suppressed: Mapping[str, str]
-) -> list[Delivery]:
+) -> list[_DeliveryRow]:
     now = message.created_at
     scheduled = message.send_at is not None and message.send_at > now
     seen: set[str] = set()
@@ -184,24 +266,26 @@ def _new_deliveries(
         if key in seen:
             continue
         seen.add(key)
-        delivery = Delivery(
-            message=message,
-            address=recipient.address,
-            domain=recipient.address.rpartition("@")[2].lower(),
-            name=recipient.name,
-            kind=recipient.kind,
-            updated_at=now,
-        )
         if key in suppressed:
-            delivery.status = S.SUPPRESSED
-            delivery.last_reply = f"address is on the suppression list ({suppressed[key]})"
+            status, next_attempt_at = S.SUPPRESSED, None
+            reply = f"address is on the suppression list ({suppressed[key]})"
         elif scheduled:
-            delivery.status = S.SCHEDULED
-            delivery.next_attempt_at = message.send_at
+            status, next_attempt_at, reply = S.SCHEDULED, message.send_at, ""
         else:
-            delivery.status = S.QUEUED
-            delivery.next_attempt_at = now + conf.republish_after()
-        deliveries.append(delivery)
+            status, next_attempt_at, reply = S.QUEUED, now + conf.republish_after(), ""
+        deliveries.append(
+            _DeliveryRow(
+                message_id=message.id,
+                address=recipient.address,
+                domain=recipient.address.rpartition("@")[2].lower(),
+                name=recipient.name,
+                kind=recipient.kind,
+                status=status,
+                next_attempt_at=next_attempt_at,
+                last_reply=reply,
+                updated_at=now,
+            )
+        )
     return deliveries
 
 

@@ -1,0 +1,185 @@
+"""``messages_accept`` writes with one hand-assembled statement: its rows must be exactly the rows
+the ORM would have saved from the same values, defaults included."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from api.services import client_get_or_create
+from deliveries.models import Attachment, Delivery, Event, Message
+from deliveries.services import (
+    AttachmentDraft,
+    MessageDraft,
+    Recipient,
+    messages_accept,
+    suppression_add,
+)
+from deliveries.services.accept import _ATTACHMENT_COLUMNS, _MESSAGE_COLUMNS, _DeliveryRow
+
+pytestmark = pytest.mark.integration
+
+
+def _columns(model) -> set[str]:
+    return {field.column for field in model._meta.concrete_fields}
+
+
+def test_every_column_is_written():
+    # A column left out would silently take NULL (or fail) instead of its model's default.
+    assert set(_MESSAGE_COLUMNS) == _columns(Message)
+    assert set(_DeliveryRow._fields) == _columns(Delivery) - {"id"}
+    assert set(_ATTACHMENT_COLUMNS) == _columns(Attachment) - {"id"}
+
+
+def test_a_new_delivery_has_its_models_defaults():
+    for name, default in _DeliveryRow._field_defaults.items():
+        assert default == Delivery._meta.get_field(name).get_default(), name
+
+
+def _draft(**fields) -> MessageDraft:
+    values = {
+        "sender": "Ann <ann@shop.test>",
+        "recipients": [Recipient("bob@example.com", "Bob"), Recipient("cc@example.com", "", "cc")],
+        "subject": "Ünïcode subject, 100% 'quoted' %(not)s a placeholder",
+        "text": "text\\with\\backslashes",
+        "html": "<p>hi</p>",
+        "reply_to": ["help@shop.test"],
+        "headers": {"X-Campaign": "spring"},
+        "tags": ["a", "b"],
+        "metadata": {"order": "A-1", "nested": "ok"},
+        "attachments": [AttachmentDraft("a.pdf", "application/pdf", b"\x00%PDF\\x")],
+    }
+    return MessageDraft(**(values | fields))
+
+
+def _orm_copy(message: Message) -> dict[str, list[dict]]:
+    """Save, through the ORM, the same message, deliveries, attachments and events again: the
+    events from the values they were written from, so that the statement's constants meet the
+    model's defaults; the rest as read back, so that every value meets the ORM's round trip."""
+    copy = Message.objects.get(pk=message.pk)
+    copy.pk = None
+    copy.id = copy._meta.pk.get_default()
+    copy.save(force_insert=True)
+    for delivery in Delivery.objects.filter(message=message):
+        events = list(delivery.events.all())
+        delivery.pk, delivery.message = None, copy
+        delivery.save(force_insert=True)
+        for event in events:
+            Event.objects.create(
+                client=event.client,
+                message=copy,
+                delivery=delivery,
+                type=event.type,
+                recipient=event.recipient,
+                reply=event.reply,
+                next_attempt_at=event.next_attempt_at,
+                created_at=event.created_at,
+            )
+    for part in Attachment.objects.filter(message=message):
+        part.pk, part.message = None, copy
+        part.save(force_insert=True)
+    return _stored(copy)
+
+
+def _stored(message: Message) -> dict[str, list[dict]]:
+    def rows(queryset) -> list[dict]:
+        # Every column but the keys, which differ between the two copies by construction (the
+        # Message-ID header's column, message_id on messages, too).
+        found = [
+            {
+                field.attname: getattr(obj, field.attname)
+                for field in obj._meta.concrete_fields
+                if field.attname not in ("id", "message_id", "delivery_id")
+            }
+            for obj in queryset
+        ]
+        for row in found:
+            if "content" in row:
+                row["content"] = bytes(row["content"])
+        return sorted(found, key=repr)
+
+    return {
+        "message": rows(Message.objects.filter(pk=message.pk)),
+        "deliveries": rows(Delivery.objects.filter(message=message)),
+        "events": rows(Event.objects.filter(message=message)),
+        "attachments": rows(Attachment.objects.filter(message=message)),
+    }
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"send_at": timezone.now() + timedelta(hours=1)},  # scheduled
+        {"recipients": [Recipient("gone@example.com"), Recipient("bob@example.com")]},
+    ],
+    ids=["queued", "scheduled", "one-suppressed"],
+)
+@pytest.mark.django_db(transaction=True)
+def test_rows_are_what_the_orm_saves(fields):
+    client = client_get_or_create(name="acme")
+    suppression_add(client_id=client.id, address="gone@example.com", reason="hard_bounce")
+
+    [message] = messages_accept(client=client, drafts=[_draft(**fields)])
+
+    ours = _stored(message)
+    assert ours == _orm_copy(message)
+    assert len(ours["deliveries"]) == len(ours["events"]) > 0
+    assert ours["attachments"][0]["content"] == b"\x00%PDF\\x"
+    assert ours["message"][0]["subject"] == _draft().subject
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_is_one_statement_that_stands_alone():
+    client = client_get_or_create(name="acme")
+    drafts = [_draft(recipients=[Recipient(f"r{i}@example.com")]) for i in range(3)]
+
+    with CaptureQueriesContext(connection) as queries:
+        messages = messages_accept(client=client, drafts=drafts)
+
+    # The suppression lookup, then everything in one statement, with no BEGIN/COMMIT around it.
+    assert len(queries) == 2
+    assert Delivery.objects.filter(message__in=messages).count() == 3
+    assert Event.objects.filter(message__in=messages, type="accepted").count() == 3
+    assert all(not m._state.adding and m.status == "queued" for m in messages)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_statement_leaves_nothing():
+    client = client_get_or_create(name="acme")
+    good = _draft()
+    # Too long for deliveries_delivery.name (varchar 200): the delivery insert fails, and the
+    # message and attachment inserts of the same statement with it.
+    bad = _draft(recipients=[Recipient("x@example.com", "n" * 201)])
+
+    with pytest.raises(Exception, match="too long"):
+        messages_accept(client=client, drafts=[good, bad])
+
+    assert not Message.objects.exists()
+    assert not Attachment.objects.exists()
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inside_a_transaction_it_rolls_back_with_it():
+    client = client_get_or_create(name="acme")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        messages_accept(client=client, drafts=[_draft()])
+        raise RuntimeError("the caller's transaction fails afterwards")
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_inside_a_transaction_leaves_the_transaction_usable():
+    client = client_get_or_create(name="acme")
+    bad = _draft(recipients=[Recipient("x@example.com", "n" * 201)])
+    with transaction.atomic():
+        [kept] = messages_accept(client=client, drafts=[_draft()])
+        with pytest.raises(Exception, match="too long"):
+            messages_accept(client=client, drafts=[bad])
+        assert Message.objects.filter(pk=kept.pk).exists()  # no "transaction is aborted"
+    assert list(Message.objects.values_list("pk", flat=True)) == [kept.pk]
