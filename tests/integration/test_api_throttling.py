@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connection
 from rest_framework.test import APIClient
 
 from api.authentication import ApiKeyAuthentication
@@ -125,6 +126,33 @@ def test_the_counting_statement_decides_exactly_as_rate_check(acme, limit):
         if expected.allowed:
             state = expected.state
     assert RateCounter.objects.get(api_key=key).count == state[1]
+
+
+def _synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+def test_counting_outside_a_transaction_commits_each_count_and_changes_no_setting(
+    transactional_db, acme
+):
+    # Each count is its own transaction, committed without waiting for the WAL flush (SET
+    # LOCAL): the counts are stored, and the session's setting is untouched afterwards.
+    key = ApiKey.objects.filter(client=acme.client).first()
+    assert not connection.in_atomic_block
+    decisions = [api_key_rate_check(key_id=key.id, limit=2, now=600.0 + i) for i in range(3)]
+
+    assert [d.allowed for d in decisions] == [True, True, False]
+    assert _synchronous_commit() == "on"
+    assert RateCounter.objects.get(api_key=key).count == 2
+
+
+def test_counting_inside_a_transaction_leaves_its_commit_synchronous(acme):
+    key = ApiKey.objects.filter(client=acme.client).first()
+    assert connection.in_atomic_block  # the test's transaction
+    assert api_key_rate_check(key_id=key.id, limit=2, now=600.0).allowed
+    assert _synchronous_commit() == "on"
 
 
 def test_a_key_deleted_after_authentication_is_refused_as_invalid_not_a_500(
