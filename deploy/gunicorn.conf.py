@@ -11,6 +11,7 @@ must not import ``mailhub``, whose settings would then load in the master proces
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -60,6 +61,15 @@ keepalive = 5
 # with 2,000-request recycling, four of a benchmark's five workers restarted within three seconds
 # and took that CPU from everything else). Nothing opens a connection or a thread at import.
 preload_app = True
+
+
+def pre_fork(server, worker) -> None:
+    # Everything the master loaded (Django, the app) lives as long as the worker: frozen, the
+    # garbage collector's full passes stop walking it (measured over a benchmark run: 0.34 ->
+    # 0.07 to 0.13 s of CPU per worker in those passes).
+    gc.freeze()
+
+
 # Recycling workers bounds the damage of any slow leak (memory stays flat over a soak); the
 # jitter keeps them from all restarting at the same moment.
 max_requests = 20000

@@ -3,6 +3,7 @@ the environment, and gunicorn itself accepts it with Mailhub's application."""
 
 from __future__ import annotations
 
+import gc
 import os
 import runpy
 import subprocess
@@ -78,3 +79,13 @@ def test_gunicorn_accepts_the_configuration_and_loads_the_application(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_before_each_fork_the_masters_objects_are_frozen_out_of_garbage_collection(monkeypatch):
+    conf = load(monkeypatch)
+    assert gc.get_freeze_count() == 0
+    try:
+        conf["pre_fork"](None, None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
