@@ -10,6 +10,9 @@ until the mail of the one before is delivered:
 
 1. raw limit: plain smtplib into the same sink over 1 and 4 reused connections;
 2. single accept: POST /api/v1/messages from 32 kept-alive connections;
+2b. the API alone: the same single sends, then N messages in batches, with every worker
+   process stopped (SIGSTOP), so that the API and Postgres have the CPUs to themselves; then
+   the workers resume and deliver that backlog, timed (delivery without the API competing);
 3. end to end: N messages in batches of 500 (POST /api/v1/messages/batch), timed from the
    first accept to the last arrival at the sink; latencies from Postgres
    (Delivery.delivered_at - Message.created_at);
@@ -27,6 +30,7 @@ and drops the database. Targets are the issue's (#7); figures are this machine's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import runpy
@@ -53,6 +57,7 @@ SINGLE_PATH = "/api/v1/messages"
 BATCH_PATH = "/api/v1/messages/batch"
 CEILING_PATH = "/healthz"
 BATCH_SIZE = 500
+ALONE = ("api", "postgres", "rabbitmq", "load generator")  # what runs while the workers stop
 PROFILE_RATE = 50  # Hz: enough samples for a phase of seconds, little load on two cores
 
 
@@ -167,7 +172,9 @@ def process_groups(stack: Stack) -> dict[str, list[int]]:
     return groups
 
 
-def cpu_rows(before: dict, after: dict, count: int, unit: str) -> list[Row]:
+def cpu_rows(
+    before: dict, after: dict, count: int, unit: str, *, only: tuple[str, ...] = ()
+) -> list[Row]:
     used = cpu_between(before, after)
     used["workers"] = sum(seconds for name, seconds in used.items() if name.startswith("worker"))
     labels = {
@@ -181,6 +188,7 @@ def cpu_rows(before: dict, after: dict, count: int, unit: str) -> list[Row]:
     return [
         Row(f"CPU: {label}", used.get(name, 0) * 1000 / max(count, 1), unit)
         for name, label in labels.items()
+        if not only or name in only
     ]
 
 
@@ -291,6 +299,7 @@ class Benchmark:
         self.warm_up()
         self.raw_limit()
         self.single_accept()
+        self.api_alone()
         self.end_to_end()
         self.high_behind_backlog()
         if self.args.soak:
@@ -407,6 +416,100 @@ class Benchmark:
         ]
         if failures:
             say(f"single: statuses {dict(result.statuses)}, errors {dict(result.errors)}")
+
+    @contextlib.contextmanager
+    def workers_paused(self):
+        """Every worker process (pools and beat) stopped with SIGSTOP until the block ends:
+        what the API accepts meanwhile waits, committed, in Postgres and RabbitMQ."""
+        roots = {
+            name: pid
+            for name, pid in self.stack.process_groups().items()
+            if name.startswith("worker") and pid is not None
+        }
+        pids = [pid for tree in process_trees(roots).values() for pid in tree]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
+    def api_alone(self) -> None:
+        """The accept rates with the API and Postgres alone on the CPUs; then the delivery of
+        what was accepted, with the workers alone."""
+        count, clients = self.args.single, self.args.clients
+        batched = self.args.messages if self.batch_available else 0
+        say(f"the API alone: {count:,} single sends, {batched:,} in batches, workers stopped")
+        with self.workers_paused():
+            before = self.sampler.mark()
+            single = self.profiled(
+                "apisingle",
+                ["api"],
+                lambda: self.post(
+                    "apisingle",
+                    count,
+                    clients=clients,
+                    path=SINGLE_PATH,
+                    bodies=lambda i: self.mail.message("apisingle", i),
+                ),
+            )
+            after_single = self.sampler.mark()
+            batch = (
+                self.profiled("apibatch", ["api"], lambda: self.send_batches("apibatch", batched))
+                if batched
+                else None
+            )
+            after_batch = self.sampler.mark()
+        say("the workers resume and deliver what the API accepted alone")
+        resumed = time.time()
+        self.wait_delivered("apisingle", single.accepted)
+        arrived = self.wait_delivered("apibatch", batch.accepted) if batch else {"last": None}
+        delivered = self.sampler.mark()
+        backlog = single.accepted + (batch.accepted if batch else 0)
+        last = max(
+            filter(None, [self.stack.sink.summary("apisingle")["last"], arrived["last"]]),
+            default=None,
+        )
+        drain = rate(backlog, last - resumed) if last else None
+        self.rows += [
+            heading(
+                f"The API alone (every worker stopped): POST {SINGLE_PATH}, {clients} "
+                f"connections, {count:,} requests"
+            ),
+            Row("rate", rate(single.requests, single.seconds), "req/s", Target(">=", 1000)),
+            *spread_rows("latency", single.latencies, scale=1000, unit="ms")[:2],
+            Row(
+                "latency p99",
+                percentile(single.latencies, 99) * 1000 if single.latencies else None,
+                "ms",
+                Target("<=", 100),
+            ),
+            Row("requests not answered 202", single.requests - single.statuses.get(202, 0),
+                "requests", Target("==", 0)),
+            *cpu_rows(before, after_single, single.requests, "ms/request", only=ALONE),
+        ]  # fmt: skip
+        if batch is not None:
+            self.rows += [
+                heading(
+                    f"The API alone: POST {BATCH_PATH}, {BATCH_SIZE} per request, "
+                    f"{self.args.batch_clients} connections, {batched:,} messages"
+                ),
+                Row("rate", rate(batch.accepted, batch.seconds), "msgs/s", Target(">=", 5000)),
+                *spread_rows("request latency", batch.latencies, scale=1000, unit="ms")[:2],
+                *cpu_rows(after_single, after_batch, batch.accepted, "ms/msg", only=ALONE),
+            ]
+        self.rows += [
+            heading(f"The workers alone: delivering those {backlog:,} queued messages"),
+            Row("rate", drain, "msgs/s"),
+            Row(
+                "ratio to the raw 4-connection rate",
+                share * 100 if (share := ratio(drain, self.raw4_rate)) is not None else None,
+                "%",
+            ),
+            *cpu_rows(after_batch, delivered, backlog, "ms/msg"),
+        ]
 
     def end_to_end(self) -> None:
         count = self.args.messages
