@@ -2,8 +2,12 @@
 
 import threading
 import time
+import uuid
 
-from deliveries.publisher import PublishCoalescer
+from celery.utils.saferepr import saferepr
+
+from deliveries.publisher import PublishCoalescer, _route
+from mailhub.celery import app
 
 
 class Recorder:
@@ -90,3 +94,22 @@ def test_the_route_is_taken_from_the_settings_when_the_messages_are_handed_over(
     settings.MAILHUB_TASK_BATCH_SIZE = 1
 
     assert _route([("m1", "high")]) == [("m1", "elsewhere.high", 1)]
+
+
+def test_the_task_arguments_shown_in_flower_are_what_celery_would_have_written(settings):
+    # The publisher writes the arguments' repr itself (Celery's saferepr is slow); for a full
+    # task of message ids it is the same text.
+    chunk = [str(uuid.uuid4()) for _ in range(settings.MAILHUB_TASK_BATCH_SIZE)]
+    assert repr([chunk]) == saferepr([chunk], app.amqp.argsrepr_maxsize)
+
+
+def test_routing_resolves_each_priority_to_its_queue(settings):
+    settings.MAILHUB_QUEUES = {"high": "q.high", "normal": "q.normal", "low": "q.low"}
+    settings.MAILHUB_TASK_BATCH_SIZE = 7
+    routed = _route([("a", "low"), ("b", "high"), ("c", "low"), ("d", "normal")])
+    assert routed == [
+        ("a", "q.low", 7),
+        ("b", "q.high", 7),
+        ("c", "q.low", 7),
+        ("d", "q.normal", 7),
+    ]
