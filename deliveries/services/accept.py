@@ -1,15 +1,13 @@
-"""Accepting mail: messages, their deliveries and events in one statement; cancelling."""
+"""Accepting mail (messages, their deliveries and events, stored by ``storing``); cancelling."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
-from typing import Any, NamedTuple
+from typing import Any
 from uuid import UUID
 
 from django.db import connection, transaction
@@ -17,10 +15,10 @@ from django.utils import timezone
 
 from api.models import Client
 from deliveries import conf
-from deliveries.bulk import insert_values
 from deliveries.mime import make_message_id
-from deliveries.models import Delivery, Event, Message, Suppression
+from deliveries.models import Delivery, Message, Suppression
 from deliveries.publisher import messages_publish_soon
+from deliveries.services.storing import DeliveryRow, accepted_store
 from deliveries.services.transitions import deliveries_transition, messages_refresh_status
 from deliveries.states import DeliveryStatus, message_status_for
 
@@ -67,8 +65,8 @@ def message_accept(*, client: Client, draft: MessageDraft) -> Message:
 
 
 def messages_accept(*, client: Client, drafts: Sequence[MessageDraft]) -> list[Message]:
-    """Store messages, one delivery per distinct recipient, their attachments and events, in ONE
-    statement; publish the ones due now after commit.
+    """Store messages, one delivery per distinct recipient, their attachments and events, all or
+    none (``deliveries.services.storing``); publish the ones due now after commit.
 
     Input must already be validated. A recipient named twice (say in To and Bcc) gets one
     delivery, under the first kind it was named with. A suppressed address gets a delivery in
@@ -79,7 +77,7 @@ def messages_accept(*, client: Client, drafts: Sequence[MessageDraft]) -> list[M
     suppressed = _suppressed_addresses(client=client, drafts=drafts)
     sender_addresses: dict[str, str] = {}  # a batch's messages mostly share their sender
     messages: list[Message] = []
-    deliveries: list[_DeliveryRow] = []
+    deliveries: list[DeliveryRow] = []
     attachments: list[tuple] = []
     due_now: list[tuple[str, str]] = []
     for draft in drafts:
@@ -109,116 +107,16 @@ def messages_accept(*, client: Client, drafts: Sequence[MessageDraft]) -> list[M
             )
             for part in draft.attachments
         )
-    _insert_accepted(
+    accepted_store(
         client=client, now=now, messages=messages, deliveries=deliveries, attachments=attachments
     )
     if due_now:
-        # After commit (at once when no transaction is open: the statement has committed), so a
+        # After commit (at once when no transaction is open: the rows are committed), so a
         # worker never looks for a row that is not there yet; in the background, so the caller
         # does not wait for RabbitMQ. If the publish is lost the rows stay `queued` and the
         # dispatcher publishes them later.
         transaction.on_commit(lambda: messages_publish_soon(messages=due_now), robust=True)
     return messages
-
-
-class _DeliveryRow(NamedTuple):
-    """A new ``deliveries_delivery`` row; the field names are its columns."""
-
-    message_id: UUID
-    address: str
-    domain: str
-    name: str
-    kind: str
-    status: str
-    next_attempt_at: datetime | None
-    last_reply: str
-    updated_at: datetime
-    attempts: int = 0
-    relay_failures: int = 0
-    last_code: int | None = None
-    last_enhanced_code: str = ""
-    delivered_at: datetime | None = None
-
-
-_MESSAGE_COLUMNS = (
-    "id", "client_id", "sender", "reply_to", "subject", "text_body", "html_body", "headers",
-    "priority", "status", "tags", "metadata", "template_name", "message_id", "created_at",
-    "send_at", "expires_at",
-)  # fmt: skip
-_ATTACHMENT_COLUMNS = ("message_id", "filename", "content_type", "content", "content_id", "size")
-
-_ACCEPTANCE_EVENT = {
-    S.QUEUED: Event.Type.ACCEPTED,
-    S.SCHEDULED: Event.Type.SCHEDULED,
-    S.SUPPRESSED: Event.Type.SUPPRESSED,
-}
-# Each new delivery's event, written by the same statement from the rows it inserted (their ids
-# are the database's). The columns are all of deliveries_event's; the constants are its model's
-# defaults (tests/integration/test_accept_statement.py compares the rows with the ORM's).
-_RETURNED = " RETURNING id, message_id, address, status, last_reply, next_attempt_at"
-_EVENT_TYPE = " ".join(
-    f"WHEN '{status}' THEN '{event}'" for status, event in _ACCEPTANCE_EVENT.items()
-)
-_EVENTS_FROM_DELIVERIES = f"""
-INSERT INTO deliveries_event (id, client_id, message_id, delivery_id, type, recipient, attempt,
-    smtp_code, enhanced_code, reply, next_attempt_at, created_at, fanned_out)
-SELECT gen_random_uuid(), %(client)s, message_id, id, CASE status {_EVENT_TYPE} END, address, 0,
-    NULL, '', last_reply, CASE WHEN status = '{S.SCHEDULED}' THEN next_attempt_at END, %(now)s,
-    false
-FROM delivery
-"""  # noqa: S608 - built from the constants above only
-
-
-def _insert_accepted(
-    *,
-    client: Client,
-    now: datetime,
-    messages: Sequence[Message],
-    deliveries: Sequence[_DeliveryRow],
-    attachments: Sequence[tuple],
-) -> None:
-    """Insert everything in one data-modifying statement: it commits (or fails) as a whole
-    without a transaction of its own, in one round trip instead of five or six. Measured against
-    a transaction with an INSERT per table, for one message: 450 instead of 985 µs of the
-    caller's CPU and 590 instead of 870 µs of Postgres's; in batches of 500, 119 instead of
-    216 µs per message of the caller's, Postgres's unchanged.
-
-    The foreign keys hold: their checks run at the end of the statement, when every row of it
-    is there."""
-    # JSON as its text and the id as a string (Postgres casts both to the column's type):
-    # psycopg2's adapters for them are Python code, a fifth of quoting a batch's messages.
-    message_rows = [
-        (str(m.id), client.id, m.sender, json.dumps(m.reply_to), m.subject, m.text_body,
-         m.html_body, json.dumps(m.headers), m.priority, m.status, m.tags,
-         json.dumps(m.metadata), m.template_name, m.message_id, m.created_at, m.send_at,
-         m.expires_at)
-        for m in messages
-    ]  # fmt: skip
-    tables = [
-        ("message", "deliveries_message", _MESSAGE_COLUMNS, message_rows, ""),
-        ("attachment", "deliveries_attachment", _ATTACHMENT_COLUMNS, attachments, ""),
-        ("delivery", "deliveries_delivery", _DeliveryRow._fields, deliveries, _RETURNED),
-    ]
-    # Alone, the statement is its own transaction; in a caller's transaction, a savepoint keeps
-    # a failure of it from spoiling the rest (as the caller's own atomic block would have).
-    with transaction.atomic() if connection.in_atomic_block else nullcontext():
-        _execute_inserts(client=client, now=now, tables=tables)
-
-
-def _execute_inserts(*, client: Client, now: datetime, tables: list[tuple]) -> None:
-    with connection.cursor() as cursor:
-        quoting = cursor.cursor
-        inserts = [
-            name.encode()
-            + b" AS ("
-            + insert_values(quoting, table=table, columns=columns, rows=rows)
-            + returning.encode()
-            + b")"
-            for name, table, columns, rows, returning in tables
-            if rows
-        ]
-        events = quoting.mogrify(_EVENTS_FROM_DELIVERIES, {"client": client.id, "now": now})
-        cursor.execute(b"WITH " + b", ".join(inserts) + b" " + events)
 
 
 # Every accept runs this lookup: as plain SQL it costs a third of the ORM query (measured: 130
@@ -263,7 +161,7 @@ def _new_message(
 
 def _new_deliveries(
     *, message_id: UUID, draft: MessageDraft, now: datetime, suppressed: Mapping[str, str]
-) -> list[_DeliveryRow]:
+) -> list[DeliveryRow]:
     scheduled = draft.send_at is not None and draft.send_at > now
     seen: set[str] = set()
     deliveries = []
@@ -280,7 +178,7 @@ def _new_deliveries(
         else:
             status, next_attempt_at, reply = S.QUEUED, now + conf.republish_after(), ""
         deliveries.append(
-            _DeliveryRow(
+            DeliveryRow(
                 message_id=message_id,
                 address=recipient.address,
                 domain=recipient.address.rpartition("@")[2].lower(),

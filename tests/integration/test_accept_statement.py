@@ -1,5 +1,6 @@
-"""``messages_accept`` writes with one hand-assembled statement: its rows must be exactly the rows
-the ORM would have saved from the same values, defaults included."""
+"""``messages_accept`` writes with hand-assembled SQL, one statement for a few messages and COPY
+for many: either way its rows must be exactly the rows the ORM would have saved from the same
+values, defaults included, and a failure must leave nothing."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from deliveries.services import (
     MessageDraft,
     Recipient,
     messages_accept,
+    storing,
     suppression_add,
 )
-from deliveries.services.accept import _ATTACHMENT_COLUMNS, _MESSAGE_COLUMNS, _DeliveryRow
+from deliveries.services.storing import ATTACHMENT_COLUMNS, MESSAGE_COLUMNS, DeliveryRow
 
 pytestmark = pytest.mark.integration
 
@@ -30,28 +32,39 @@ def _columns(model) -> set[str]:
 
 def test_every_column_is_written():
     # A column left out would silently take NULL (or fail) instead of its model's default.
-    assert set(_MESSAGE_COLUMNS) == _columns(Message)
-    assert set(_DeliveryRow._fields) == _columns(Delivery) - {"id"}
-    assert set(_ATTACHMENT_COLUMNS) == _columns(Attachment) - {"id"}
+    assert set(MESSAGE_COLUMNS) == _columns(Message)
+    assert set(DeliveryRow._fields) == _columns(Delivery) - {"id"}
+    assert set(ATTACHMENT_COLUMNS) == _columns(Attachment) - {"id"}
 
 
 def test_a_new_delivery_has_its_models_defaults():
-    for name, default in _DeliveryRow._field_defaults.items():
+    for name, default in DeliveryRow._field_defaults.items():
         assert default == Delivery._meta.get_field(name).get_default(), name
 
 
+@pytest.fixture(params=["one statement", "copy"])
+def way(request, monkeypatch) -> str:
+    """Each test once with each way of writing, whatever the number of messages."""
+    monkeypatch.setattr(storing, "COPY_FROM", 1 if request.param == "copy" else 10**9)
+    return request.param
+
+
 def _draft(**fields) -> MessageDraft:
+    # Everything that needs quoting or escaping in SQL or in COPY's text format.
     values = {
-        "sender": "Ann <ann@shop.test>",
-        "recipients": [Recipient("bob@example.com", "Bob"), Recipient("cc@example.com", "", "cc")],
+        "sender": '"Ann \\ O\'Hara" <ann@shop.test>',
+        "recipients": [
+            Recipient("bob@example.com", "Bob\tTab"),
+            Recipient("cc@example.com", "", "cc"),
+        ],
         "subject": "Ünïcode subject, 100% 'quoted' %(not)s a placeholder",
-        "text": "text\\with\\backslashes",
-        "html": "<p>hi</p>",
+        "text": "text\\with\\backslashes\r\nnew\nlines\tand tabs \\N \\x00",
+        "html": "<p>hi</p>\n",
         "reply_to": ["help@shop.test"],
-        "headers": {"X-Campaign": "spring"},
-        "tags": ["a", "b"],
-        "metadata": {"order": "A-1", "nested": "ok"},
-        "attachments": [AttachmentDraft("a.pdf", "application/pdf", b"\x00%PDF\\x")],
+        "headers": {"X-Campaign": 'spring\\"quoted"'},
+        "tags": ["a", 'b "quoted" \\ {x,y}', ""],
+        "metadata": {"order": "A-1", "nested": "line\nbreak \\ ü"},
+        "attachments": [AttachmentDraft("a.pdf", "application/pdf", b"\x00%PDF\\x\t\n")],
     }
     return MessageDraft(**(values | fields))
 
@@ -120,7 +133,7 @@ def _stored(message: Message) -> dict[str, list[dict]]:
     ids=["queued", "scheduled", "one-suppressed"],
 )
 @pytest.mark.django_db(transaction=True)
-def test_rows_are_what_the_orm_saves(fields):
+def test_rows_are_what_the_orm_saves(fields, way):
     client = client_get_or_create(name="acme")
     suppression_add(client_id=client.id, address="gone@example.com", reason="hard_bounce")
 
@@ -129,13 +142,21 @@ def test_rows_are_what_the_orm_saves(fields):
     ours = _stored(message)
     assert ours == _orm_copy(message)
     assert len(ours["deliveries"]) == len(ours["events"]) > 0
-    assert ours["attachments"][0]["content"] == b"\x00%PDF\\x"
-    assert ours["message"][0]["subject"] == _draft().subject
+    assert ours["attachments"][0]["content"] == b"\x00%PDF\\x\t\n"
+    draft = _draft()
+    stored = ours["message"][0]
+    assert (stored["subject"], stored["text_body"], stored["tags"], stored["metadata"]) == (
+        draft.subject,
+        draft.text,
+        draft.tags,
+        draft.metadata,
+    )
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_batch_is_one_statement_that_stands_alone():
+def test_a_few_messages_are_one_statement_that_stands_alone():
     client = client_get_or_create(name="acme")
+    assert storing.COPY_FROM > 3
     drafts = [_draft(recipients=[Recipient(f"r{i}@example.com")]) for i in range(3)]
 
     with CaptureQueriesContext(connection) as queries:
@@ -149,7 +170,33 @@ def test_a_batch_is_one_statement_that_stands_alone():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_failing_statement_leaves_nothing():
+def test_many_messages_are_copied_in_one_transaction():
+    client = client_get_or_create(name="acme")
+    count = storing.COPY_FROM
+    drafts = [_draft(recipients=[Recipient(f"r{i}@example.com")]) for i in range(count)]
+
+    with CaptureQueriesContext(connection) as queries:
+        messages = messages_accept(client=client, drafts=drafts)
+
+    statements = [" ".join(query["sql"].split()[:2]) for query in queries]
+    assert statements == [
+        "SELECT address,",  # the suppressions
+        "BEGIN",
+        "SELECT nextval(pg_get_serial_sequence('deliveries_delivery',",  # the deliveries' ids
+        "COPY deliveries_message",
+        "COPY deliveries_delivery",
+        "COPY deliveries_attachment",
+        "WITH delivery",  # their events
+        "COMMIT",
+    ]
+    deliveries = Delivery.objects.filter(message__in=messages)
+    assert deliveries.count() == count
+    assert Event.objects.filter(delivery__in=deliveries, type="accepted").count() == count
+    assert Attachment.objects.filter(message__in=messages).count() == count
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_write_leaves_nothing(way):
     client = client_get_or_create(name="acme")
     good = _draft()
     # Too long for deliveries_delivery.name (varchar 200): the delivery insert fails, and the
@@ -165,7 +212,7 @@ def test_a_failing_statement_leaves_nothing():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_inside_a_transaction_it_rolls_back_with_it():
+def test_inside_a_transaction_it_rolls_back_with_it(way):
     client = client_get_or_create(name="acme")
     with pytest.raises(RuntimeError), transaction.atomic():
         messages_accept(client=client, drafts=[_draft()])
@@ -174,7 +221,7 @@ def test_inside_a_transaction_it_rolls_back_with_it():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_failure_inside_a_transaction_leaves_the_transaction_usable():
+def test_a_failure_inside_a_transaction_leaves_the_transaction_usable(way):
     client = client_get_or_create(name="acme")
     bad = _draft(recipients=[Recipient("x@example.com", "n" * 201)])
     with transaction.atomic():
