@@ -75,7 +75,8 @@ def copy_rows(cursor, *, table: str, columns: Sequence[str], rows: Sequence[tupl
     as its text (``json.dumps``): None, str, bool, int, UUID, datetime, bytes, a list of str.
     """
     lines = ["\t".join([_copy_text(value) for value in row]) for row in rows]
-    data = io.StringIO("\n".join(lines) + "\n")
+    # Bytes, not a StringIO: that would hold a batch's text at four bytes per character.
+    data = io.BytesIO(("\n".join(lines) + "\n").encode())
     # Identifiers come from code, never from input.
     cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", data)
 
