@@ -86,11 +86,14 @@ class _SurrogateCheck(ProhibitSurrogateCharactersValidator):
     """DRF's refusal of surrogate characters, word for word, found by one regex search.
 
     DRF's own looks at every character in a Python loop: 50 µs for a 2 KB body, most of the
-    cost of validating a message, and 25 ms for a 1 MiB one.
+    cost of validating a message, and 25 ms for a 1 MiB one. The regex still reads every
+    character (12 µs for 2 KB); an ASCII string, most mail, cannot hold a surrogate, and Python
+    knows a string is ASCII without reading it.
     """
 
     def __call__(self, value) -> None:
-        found = _SURROGATE.search(str(value))
+        text = str(value)
+        found = None if text.isascii() else _SURROGATE.search(text)
         if found:
             message = self.message.format(code_point=ord(found.group()))
             raise serializers.ValidationError(message, code=self.code)
