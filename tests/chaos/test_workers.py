@@ -26,6 +26,10 @@ def test_workers_killed_mid_batch_three_times_lose_no_mail(actor):
         sinks() as [sink],
         chaos_stack("kill", MAILHUB_SMTP_URL=sink.url, MAILHUB_LEASE_SECONDS="5") as stack,
     ):
+        # A relay that takes 10 ms per message: a batch of 20 is in a worker's hands for 0.2 s
+        # or more, so the test finds each victim holding one, and the mail outlasts three kills
+        # however fast the rest of the pipeline is (without it, the last kill found no work).
+        sink.delay_seconds = 0.01
         workers = [
             stack.start_worker(concurrency=CONCURRENCY, name="a0"),
             stack.start_worker(concurrency=CONCURRENCY, beat=True, name="b0"),
