@@ -58,7 +58,7 @@ def insert_values(cursor, *, table: str, columns: Sequence[str], rows: Sequence[
     bytes to execute without parameters (a ``%`` in a value is then no placeholder).
 
     ``cursor`` is a psycopg2 cursor (for its quoting). A value is whatever psycopg2 adapts, as
-    stored: a JSON column's value wrapped in ``connection.ops.adapt_json_value``.
+    stored; a JSON column's value as its text (``json.dumps``), which Postgres casts.
     """
     # One mogrify over all rows: a Python-level call per row cost as much as the quoting.
     row = "(" + ", ".join(["%s"] * len(columns)) + ")"
@@ -71,8 +71,8 @@ def copy_rows(cursor, *, table: str, columns: Sequence[str], rows: Sequence[tupl
     """``COPY table (columns) FROM STDIN`` with ``rows``: Postgres parses each value once, with
     no statement to plan, and Python writes text instead of quoting values one by one.
 
-    ``cursor`` is a psycopg2 cursor in a transaction. Values as for ``insert_values``, but JSON
-    as its text (``json.dumps``): None, str, bool, int, UUID, datetime, bytes, a list of str.
+    ``cursor`` is a psycopg2 cursor in a transaction. A value is None, str (JSON as its text),
+    bool, int, UUID, datetime, bytes or a list of str.
     """
     lines = ["\t".join([_copy_text(value) for value in row]) for row in rows]
     # Bytes, not a StringIO: that would hold a batch's text at four bytes per character.

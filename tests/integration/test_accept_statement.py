@@ -31,8 +31,9 @@ def _columns(model) -> set[str]:
 
 
 def test_every_column_is_written():
-    # A column left out would silently take NULL (or fail) instead of its model's default.
-    assert set(MESSAGE_COLUMNS) == _columns(Message)
+    # A column left out would silently take NULL (or fail) instead of its model's default. The
+    # message's in the model's order: accept builds the instance from them by position.
+    assert tuple(field.column for field in Message._meta.concrete_fields) == MESSAGE_COLUMNS
     assert set(DeliveryRow._fields) == _columns(Delivery) - {"id"}
     assert set(ATTACHMENT_COLUMNS) == _columns(Attachment) - {"id"}
 
@@ -230,3 +231,15 @@ def test_a_failure_inside_a_transaction_leaves_the_transaction_usable(way):
             messages_accept(client=client, drafts=[bad])
         assert Message.objects.filter(pk=kept.pk).exists()  # no "transaction is aborted"
     assert list(Message.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nothing_to_accept_is_no_query_and_a_message_without_recipients_is_refused(
+    django_assert_num_queries,
+):
+    client = client_get_or_create(name="acme")
+    with django_assert_num_queries(0):
+        assert messages_accept(client=client, drafts=[]) == []
+    with pytest.raises(ValueError, match="recipient"):
+        messages_accept(client=client, drafts=[_draft(), _draft(recipients=[])])
+    assert not Message.objects.exists()
