@@ -6,6 +6,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from deliveries.models import Event
+from webhooks import conf
 from webhooks.models import (
     DISABLED_FIELDS,
     EVENT_TYPES,
@@ -14,6 +15,7 @@ from webhooks.models import (
     WebhookAttempt,
 )
 from webhooks.selectors import EVENT_COLUMNS, EventFilter, Position
+from webhooks.ssrf import MAX_URL_LENGTH, url_parse
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 100
@@ -61,10 +63,19 @@ class EventTypesField(serializers.ListField):
 
 
 class WebhookInputSerializer(_StrictSerializer):
-    url = serializers.CharField(max_length=2000)
+    # Not trimmed: white space around a URL is refused like white space inside it, never quietly
+    # taken away (what is stored is what was sent, and what is requested).
+    url = serializers.CharField(max_length=MAX_URL_LENGTH, trim_whitespace=False)
     event_types = EventTypesField(required=False)
     description = serializers.CharField(max_length=200, required=False, allow_blank=True)
     enabled = serializers.BooleanField(required=False)
+
+    def validate_url(self, value: str) -> str:
+        # The shape is checked here, as sent; the service checks it again and resolves the host.
+        # UnsafeUrl is not a ValidationError: it leaves as the service's own refusal would, a
+        # 400 `webhook_url_refused` naming the field.
+        url_parse(value, policy=conf.url_policy())
+        return value
 
 
 class WebhookSerializer(serializers.ModelSerializer):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import re
 import socket
 import ssl
 import threading
@@ -20,6 +21,13 @@ from webhooks.ssrf import Destination
 
 EXCERPT_BYTES = 512
 EXCERPT_CHARS = 200
+
+# What may go into the request line and the header block. http.client refuses a bare CR or LF
+# but lets an obsolete line folding ("\r\n ") through, and fails on non-ASCII only with an
+# encoding error; these are checked before any connection is opened.
+_REQUEST_TARGET = re.compile(r"/[\x21-\x7e]*")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 
 
 @dataclass(frozen=True)
@@ -66,8 +74,15 @@ def post(
     connect_timeout: float,
     timeout: float,
 ) -> HttpResult:
-    """POST ``body``; give up after ``timeout`` seconds in all, however the server dribbles."""
+    """POST ``body``; give up after ``timeout`` seconds in all, however the server dribbles.
+
+    The request target is the checked URL's path and query as written (``webhooks.ssrf``
+    refuses any URL it would have to change). Raises ``ValueError`` for a request target or a
+    header that could break the request's framing: those are Mailhub's own bug, never the
+    endpoint's failure.
+    """
     target = destination.target
+    _check_framing(target.path, headers)
     kwargs = {"address": destination.address, "connect_timeout": connect_timeout}
     if target.https:
         connection = _PinnedHTTPS(
@@ -121,6 +136,14 @@ def post(
         excerpt=excerpt.decode("utf-8", "replace").strip()[:EXCERPT_CHARS],
         error=error[:300],
     )
+
+
+def _check_framing(path: str, headers: dict[str, str]) -> None:
+    if not _REQUEST_TARGET.fullmatch(path):
+        raise ValueError(f"not a request target from a checked URL: {path!r}")
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name) or not _HEADER_VALUE.fullmatch(value):
+            raise ValueError(f"header {name!r} holds a line break or a control character")
 
 
 def _describe(exc: BaseException) -> str:

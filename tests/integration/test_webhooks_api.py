@@ -151,6 +151,46 @@ def test_changing_a_webhook_to_a_forbidden_url_is_refused_and_changes_nothing(
 
 
 @pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("http://127.0.0.1:9/hooks\r\nX-Injected: 1", "webhook_url_refused"),
+        ("http://127.0.0.1:9/hooks?a=1\nb", "webhook_url_refused"),
+        ("http://127.0.0.1:9/ho\toks", "webhook_url_refused"),
+        ("http://127.0.0.1:9/hooks\u2028", "webhook_url_refused"),
+        ("http://127.0.0.1:0/hooks", "webhook_url_refused"),
+        ("http://127.0.0.1:65536/hooks", "webhook_url_refused"),
+        ("http://127.0.0.1:/hooks", "webhook_url_refused"),
+        (" http://127.0.0.1:9/hooks", "webhook_url_refused"),
+        ("http://127.0.0.1:9/hooks\n", "webhook_url_refused"),
+        ("http://user\r\n:pw@127.0.0.1:9/hooks", "webhook_url_refused"),
+        ("ftp://127.0.0.1:9/hooks", "webhook_url_refused"),
+        ("http://127.0.0.1:9/hooks\x00", "validation_error"),  # DRF's own check, first
+        ("http://127.0.0.1:9/" + "x" * 2000, "validation_error"),  # max_length
+    ],
+)
+def test_a_webhook_url_with_a_control_character_white_space_or_a_bad_port_is_refused(
+    acme, loopback_allowed, url, code
+):
+    response = acme.api.post(URL, {"url": url}, format="json")
+
+    body = assert_problem(response, status=400, code=code)
+    assert body["errors"][0]["field"] == "url"
+    assert "\n" not in body["detail"] and "\r" not in body["detail"]
+    assert Endpoint.objects.count() == 0
+
+
+def test_changing_a_webhook_to_a_url_with_a_line_break_changes_nothing(acme, loopback_allowed):
+    created = create(acme)
+
+    response = acme.api.patch(
+        f"{URL}/{created['id']}", {"url": HOOK + "\r\nX-Injected: 1"}, format="json"
+    )
+
+    assert_problem(response, status=400, code="webhook_url_refused")
+    assert Endpoint.objects.get(id=created["id"]).url == HOOK
+
+
+@pytest.mark.parametrize(
     ("payload", "field", "code"),
     [
         ({}, "url", "required"),
