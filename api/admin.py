@@ -12,6 +12,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.views.decorators.debug import sensitive_variables
 
 from api.models import ApiKey, Client
 from api.services import api_key_create
@@ -124,6 +125,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def is_active(self, obj: ApiKey) -> bool:
         return obj.is_active
 
+    # An error report (the DEBUG page, mail to ADMINS) shows each frame's variables: not these.
+    @sensitive_variables("secret")
     def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
         if change:
             return  # every field of an existing key is read-only
@@ -133,6 +136,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # Only for response_add of this very request; never stored anywhere.
         request._mailhub_new_secret = secret
 
+    @sensitive_variables("secret", "context")
     def response_add(
         self, request: HttpRequest, obj: ApiKey, post_url_continue=None
     ) -> HttpResponse:

@@ -79,6 +79,9 @@ class SmtpTransport:
         self._deadline = 0.0
         self._last_used = 0.0
 
+    def __repr__(self) -> str:
+        return f"<SmtpTransport {self.relay}>"  # the relay's str: its password never shows
+
     # -- public --------------------------------------------------------------------------------
 
     def send(self, envelope: Envelope, *, deadline: float) -> dict[str, SmtpReply]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -69,6 +69,23 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user info shown as ``***``: for messages and logs.
+
+    Errs on the side of hiding: whatever stands between the first ``:`` of the user info and
+    the last ``@`` is replaced, so that even a password with an unescaped ``/`` or ``@`` in it
+    does not show.
+    """
+    head, sep, rest = url.partition("://")
+    if not sep:
+        head, rest = "", url
+    userinfo, at, host = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not (at and colon):
+        return url
+    return f"{head}{sep}{user}:***@{host}"
+
+
 @dataclass(frozen=True)
 class SmtpRelay:
     """Where and how to connect to an SMTP relay, parsed from ``smtp[s]://user:pass@host:port``."""
@@ -78,7 +95,7 @@ class SmtpRelay:
     use_ssl: bool = False
     starttls: bool = False
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # in no repr, str or log line
     weight: int = 1  # share of the mail this relay gets among several
 
     def __str__(self) -> str:  # never print the password
@@ -97,13 +114,15 @@ def parse_smtp_url(name: str, url: str) -> SmtpRelay:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} is not a valid URL ({exc}): {url!r}") from None
+        raise ImproperlyConfigured(
+            f"{name} is not a valid URL ({exc}): {redact_url(url)!r}"
+        ) from None
     if parts.scheme not in {"smtp", "smtps"}:
         raise ImproperlyConfigured(
             f"{name} must start with smtp:// or smtps://, got {parts.scheme or 'no'} scheme"
         )
     if not parts.hostname:
-        raise ImproperlyConfigured(f"{name} has no host: {url!r}")
+        raise ImproperlyConfigured(f"{name} has no host: {redact_url(url)!r}")
     query = {
         key: values[-1] for key, values in parse_qs(parts.query, keep_blank_values=True).items()
     }
@@ -152,14 +171,16 @@ def parse_database_url(name: str, url: str) -> dict:
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} is not a valid database URL: {exc}") from None
     if not config.get("NAME"):
-        raise ImproperlyConfigured(f"{name} names no database: {url!r}")
+        raise ImproperlyConfigured(f"{name} names no database: {redact_url(url)!r}")
     return config
 
 
 def parse_broker_url(name: str, url: str) -> str:
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in {"amqp", "amqps", "pyamqp"}:
-        raise ImproperlyConfigured(f"{name} must be an amqp:// URL (RabbitMQ), got {url!r}")
+        raise ImproperlyConfigured(
+            f"{name} must be an amqp:// URL (RabbitMQ), got {redact_url(url)!r}"
+        )
     return url
 
 

@@ -103,6 +103,9 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 # A message body may be up to MAILHUB_MAX_BODY_BYTES per part; leave room for both parts + JSON.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAILHUB_MAX_REQUEST_BYTES", 4 * 1024 * 1024, minimum=1024)
 
+# Error reports (the DEBUG page, mail to ADMINS) hide the password in any URL-valued setting too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "mailhub.reporting.SafeSettingsFilter"
+
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 

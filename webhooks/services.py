@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
@@ -263,7 +263,7 @@ class _Batch:
     notification_ids: list[int]
     event_ids: list[UUID]
     url: str
-    secret: str
+    secret: str = field(repr=False)
     body: bytes
 
 
