@@ -8,6 +8,7 @@ embedded capture SMTP server, so nothing leaves the machine until a relay is con
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from kombu import Exchange, Queue
@@ -91,6 +92,41 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+
+# --- Admin login throttling (django-axes) --------------------------------------------------------
+# After MAILHUB_ADMIN_LOGIN_FAILURES wrong passwords a username is locked out from that client
+# address for MAILHUB_ADMIN_LOCKOUT_SECONDS, even for the right password (a 429 page); the same
+# user from elsewhere and other users from that address are not. Failures are counted in Postgres,
+# so every web process sees them; a successful login forgets them. An operator lifts a lockout
+# early with `manage.py axes_reset_username NAME` (or axes_reset_ip ADDRESS, or axes_reset for
+# all), or by deleting the row in the admin's "Access attempts". API keys never go through
+# Django's authenticate(): nothing here counts or refuses them.
+INSTALLED_APPS.append("axes")
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # last, as axes asks: turns a lockout into 429
+AUTHENTICATION_BACKENDS = [
+    "mailhub.auth.AdminLoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("MAILHUB_ADMIN_LOGIN_FAILURES", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_float("MAILHUB_ADMIN_LOCKOUT_SECONDS", 900.0, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The client address is the peer's (REMOTE_ADDR), unless MAILHUB_TRUSTED_PROXIES reverse proxies
+# (TLS terminator, load balancer) stand in front of the web process: then it is the address the
+# outermost proxy was reached from, the MAILHUB_TRUSTED_PROXIES-th entry of X-Forwarded-For counted
+# from the right (each proxy appends its own peer). Whatever a client writes into that header
+# itself stays further left and is never believed. Set it only where the web port cannot be
+# reached around the proxies.
+MAILHUB_TRUSTED_PROXIES = env_int("MAILHUB_TRUSTED_PROXIES", 0, minimum=0)
+if MAILHUB_TRUSTED_PROXIES:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR"]
+    # ipware counts the proxies listed IN the header: all but the innermost (REMOTE_ADDR).
+    AXES_IPWARE_PROXY_COUNT = MAILHUB_TRUSTED_PROXIES - 1
+    # Not strict: entries a client added make the header longer than the proxies; the client is
+    # still found by counting from the right instead of being given up on.
+    IPWARE_STRICT = False
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
