@@ -263,9 +263,12 @@ class MessageCancel(APIView):
     @extend_schema(
         operation_id="messages_cancel",
         summary="Cancel what is not yet sent",
-        description="Cancels every delivery still `scheduled`, `queued` or `deferred`. A "
-        "delivery being sent at this moment is not cancelled (its SMTP transaction may be "
-        "done). Safe to repeat: a second cancel lists nothing.",
+        description="Cancels every delivery still `scheduled`, `queued` or `deferred` (listed "
+        "in `cancelled`). A delivery being sent at this moment is listed in `cancel_requested`: "
+        "its attempt goes on (its SMTP transaction may be done), and if it ends delivered, "
+        "bounced or failed that stands; if it would be retried, the delivery is cancelled "
+        "instead. The message's status and events tell which. Safe to repeat: a second cancel "
+        "lists nothing.",
         request=None,
         parameters=[IDEMPOTENCY_KEY, REPLAYED],
         responses={200: CancelResultSerializer, **problem_responses(_IDEMPOTENCY_422)},
@@ -275,9 +278,16 @@ class MessageCancel(APIView):
         message = message_get_for_client(client=request.client, message_id=message_id)
         if message is None:
             raise _message_not_found()
-        cancelled = message_cancel(message=message)
+        result = message_cancel(message=message)
         message.refresh_from_db(fields=["status"])
-        return Response({"id": str(message.id), "status": message.status, "cancelled": cancelled})
+        return Response(
+            {
+                "id": str(message.id),
+                "status": message.status,
+                "cancelled": result.cancelled,
+                "cancel_requested": result.requested,
+            }
+        )
 
 
 class MessageEvents(APIView):

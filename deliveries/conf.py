@@ -20,6 +20,10 @@ def retry_policy() -> RetryPolicy:
     )
 
 
+def quarantine_after_lost() -> int:
+    return settings.MAILHUB_QUARANTINE_AFTER_LOST_ATTEMPTS
+
+
 def lease() -> timedelta:
     return timedelta(seconds=settings.MAILHUB_LEASE_SECONDS)
 

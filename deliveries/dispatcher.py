@@ -4,8 +4,12 @@ Run by Celery beat every ``MAILHUB_DISPATCH_INTERVAL_SECONDS``. Each tick reads 
 through the partial index ``delivery_due`` and
 - releases deferred and scheduled deliveries whose time has come (-> queued, published);
 - publishes again queued deliveries no worker took in time (the first publish may be lost);
-- takes back deliveries whose worker's lease expired (the worker died) and retries them;
+- takes back deliveries whose worker's lease expired (the worker died) and retries them, or
+  fails them as quarantined when that keeps happening (``delivery_mark_lost``);
 - fails queued deliveries whose message outlived its lifetime.
+
+A message with a lost attempt is published in a task of its own: if its content is what kills
+workers, it takes no healthy mail down with it again.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ def deliveries_dispatch(*, batch: int | None = None) -> DispatchReport:
     now = timezone.now()
     batch = batch or settings.MAILHUB_DISPATCH_BATCH
     to_publish: dict[str, str] = {}
+    to_publish_alone: dict[str, str] = {}  # messages with a lost attempt, one per task
     with transaction.atomic():
         # A transaction-scoped advisory lock keeps a second beat (a mistake, or a failover
         # overlap) from dispatching the same rows twice; it ends with the transaction.
@@ -72,11 +77,12 @@ def deliveries_dispatch(*, batch: int | None = None) -> DispatchReport:
                 "attempts",
                 "message__priority",
                 "message__expires_at",
+                "lost_attempts",
             )[:batch]
         )
         release, republish, expire = [], [], []
         touched_messages = set()
-        for delivery_id, message_id, status, attempts, priority, expires_at in due:
+        for delivery_id, message_id, status, attempts, priority, expires_at, lost in due:
             touched_messages.add(message_id)
             if status == S.SENDING:
                 delivery_mark_lost(
@@ -88,7 +94,7 @@ def deliveries_dispatch(*, batch: int | None = None) -> DispatchReport:
                 expire.append(delivery_id)
                 continue
             (republish if status == S.QUEUED else release).append(delivery_id)
-            to_publish[str(message_id)] = priority
+            (to_publish_alone if lost else to_publish)[str(message_id)] = priority
         again_at = now + conf.republish_after()
         report.released = deliveries_transition(
             delivery_ids=release, to=S.QUEUED, next_attempt_at=again_at
@@ -105,6 +111,10 @@ def deliveries_dispatch(*, batch: int | None = None) -> DispatchReport:
         messages_refresh_status(message_ids=touched_messages)
         # Rate-limit windows older than the current minute are never read again.
         DomainWindow.objects.filter(minute__lt=now - timedelta(minutes=2)).delete()
+    for message_id in to_publish_alone:
+        to_publish.pop(message_id, None)
     if to_publish:
         report.published_messages = messages_publish(messages=to_publish.items())
+    for message in to_publish_alone.items():
+        report.published_messages += messages_publish(messages=[message])
     return report

@@ -77,6 +77,13 @@ class Delivery(models.Model):
     # Attempts that failed because no relay could be reached; they do not count towards
     # MAILHUB_MAX_ATTEMPTS (see policy.decide).
     relay_failures = models.PositiveIntegerField(default=0)
+    # Attempts whose worker died, or whose task failed, before it reported: past
+    # MAILHUB_QUARANTINE_AFTER_LOST_ATTEMPTS the delivery is failed (see policy.decide_lost).
+    # Defaults in the database too: rows are also written by raw SQL and COPY.
+    lost_attempts = models.PositiveIntegerField(default=0, db_default=0)
+    # A client cancelled the message while this delivery was being sent: the attempt goes on,
+    # and if it ends in a retry (deferred, or lost) the delivery is cancelled instead.
+    cancel_requested = models.BooleanField(default=False, db_default=False)
     # While queued: when to publish again if no worker took it. While sending: when the lease
     # ends. While deferred or scheduled: when it is due. Null once final.
     next_attempt_at = models.DateTimeField(null=True, blank=True)

@@ -172,11 +172,13 @@ def deliveries_retry_now(*, delivery_ids: Collection[int]) -> OperationResult:
                 id__in=failed_messages, expires_at__lt=now + conf.message_lifetime()
             ).update(expires_at=now + conf.message_lifetime())
         # `where` keeps `scheduled -> queued` out: releasing held mail early is not a retry.
+        # A cancel the client asked for during an earlier attempt is overruled by the operator.
         result.changed = deliveries_transition(
             delivery_ids=[row[0] for row in rows],
             to=S.QUEUED,
             where=Q(status__in=RETRYABLE),
             next_attempt_at=now + conf.republish_after(),
+            cancel_requested=False,
         )
         result.messages = {row[1] for row in rows}
         messages_refresh_status(message_ids=result.messages)

@@ -144,3 +144,35 @@ def decide(
     if next_attempt_at >= expires_at:
         return Decision(DeliveryStatus.FAILED, reason="message lifetime exceeded")
     return Decision(DeliveryStatus.DEFERRED, next_attempt_at=next_attempt_at)
+
+
+def decide_lost(
+    *,
+    attempts: int,
+    lost_attempts: int,
+    quarantine_after: int,
+    now: datetime,
+    expires_at: datetime,
+    policy: RetryPolicy,
+    rand: Callable[[], float] = random.random,
+) -> Decision:
+    """What becomes of a delivery whose attempt was lost: its worker died (the lease expired) or
+    its task failed before reporting. Nothing is known about the recipient, so it is retried,
+    counted as an attempt, unless ``lost_attempts`` (this one included) reached
+    ``quarantine_after``: a delivery that keeps dying with its worker is the likeliest cause, and
+    is failed rather than sent alongside healthy mail again.
+    """
+    if lost_attempts >= quarantine_after:
+        return Decision(
+            DeliveryStatus.FAILED,
+            reason=f"quarantined: {lost_attempts} attempts were lost (the worker died or its "
+            "task failed while sending it); not tried again",
+        )
+    return decide(
+        reply_class=ReplyClass.TEMPORARY,
+        attempts=attempts,
+        now=now,
+        expires_at=expires_at,
+        policy=policy,
+        rand=rand,
+    )

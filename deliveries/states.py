@@ -19,7 +19,9 @@ class DeliveryStatus(models.TextChoices):
     DEFERRED = "deferred", "deferred"  # temporary failure, waiting for next_attempt_at
     DELIVERED = "delivered", "delivered"
     BOUNCED = "bounced", "bounced"  # permanent failure (5xx)
-    FAILED = "failed", "failed"  # gave up: attempts or lifetime exhausted
+    # Gave up: attempts or lifetime exhausted, content that cannot be built or addressed, or
+    # quarantined after its attempts kept being lost.
+    FAILED = "failed", "failed"
     CANCELLED = "cancelled", "cancelled"
     SUPPRESSED = "suppressed", "suppressed"  # the address is on the suppression list
 
@@ -30,7 +32,10 @@ S = DeliveryStatus
 INITIAL = frozenset({S.QUEUED, S.SCHEDULED, S.SUPPRESSED})
 
 #: from -> the statuses it may move to. A deferred delivery goes back through `queued` when the
-#: dispatcher publishes it again, so `queued` always means "a task for it is in RabbitMQ".
+#: dispatcher publishes it again, so `queued` always means "a task for it is in RabbitMQ". A
+#: delivery being sent is never cancelled outright (its SMTP transaction may be done): a cancel
+#: asked for meanwhile is carried out when the attempt ends, `sending -> deferred -> cancelled`,
+#: if it would be retried (``services.transitions.message_cancel``).
 TRANSITIONS: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
     S.SCHEDULED: frozenset({S.QUEUED, S.CANCELLED}),
     S.QUEUED: frozenset({S.SENDING, S.CANCELLED, S.FAILED}),

@@ -253,6 +253,12 @@ MAILHUB_RETRY_FACTOR = env_float("MAILHUB_RETRY_FACTOR", 2.0, minimum=1)
 MAILHUB_RETRY_CAP_SECONDS = env_float("MAILHUB_RETRY_CAP_SECONDS", 900.0, minimum=0)
 MAILHUB_RETRY_JITTER = env_float("MAILHUB_RETRY_JITTER", 0.2, minimum=0)
 MAILHUB_MAX_ATTEMPTS = env_int("MAILHUB_MAX_ATTEMPTS", 8, minimum=1)
+# A delivery whose attempt was lost this many times (its worker died, or its task failed, before
+# reporting) is failed as "quarantined" instead of being tried again: content that crashes
+# workers must not keep taking healthy mail down with it. Once lost, it is sent in a task alone.
+MAILHUB_QUARANTINE_AFTER_LOST_ATTEMPTS = env_int(
+    "MAILHUB_QUARANTINE_AFTER_LOST_ATTEMPTS", 3, minimum=1
+)
 MAILHUB_MESSAGE_LIFETIME_SECONDS = env_float("MAILHUB_MESSAGE_LIFETIME_SECONDS", 3600.0, minimum=1)
 # A `queued` row not picked up within this time is published again (its first publish may have
 # been lost with a broker outage). Duplicated tasks are harmless: the claim admits only one.

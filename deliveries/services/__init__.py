@@ -5,7 +5,6 @@ from deliveries.services.accept import (
     MessageDraft,
     Recipient,
     message_accept,
-    message_cancel,
     messages_accept,
     suppression_add,
 )
@@ -13,27 +12,32 @@ from deliveries.services.sending import (
     Claim,
     attempts_record,
     deliveries_claim,
+    deliveries_release,
     deliveries_send,
     delivery_mark_lost,
 )
 from deliveries.services.transitions import (
     EVENT_FOR_STATUS,
+    Cancellation,
     Outcome,
     deliveries_settle,
     deliveries_transition,
     delivery_transition,
+    message_cancel,
     messages_refresh_status,
 )
 
 __all__ = [
     "EVENT_FOR_STATUS",
     "AttachmentDraft",
+    "Cancellation",
     "Claim",
     "MessageDraft",
     "Outcome",
     "Recipient",
     "attempts_record",
     "deliveries_claim",
+    "deliveries_release",
     "deliveries_send",
     "deliveries_settle",
     "deliveries_transition",

@@ -1,4 +1,4 @@
-"""Accepting mail (messages, their deliveries and events, stored by ``storing``); cancelling."""
+"""Accepting mail: messages, their deliveries and events, stored by ``storing``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from deliveries.mime import make_message_id
 from deliveries.models import Delivery, Message, Suppression
 from deliveries.publisher import messages_publish_soon
 from deliveries.services.storing import DeliveryRow, accepted_store
-from deliveries.services.transitions import deliveries_transition, messages_refresh_status
 from deliveries.states import DeliveryStatus, message_status_for
 
 S = DeliveryStatus
@@ -207,30 +206,3 @@ def suppression_add(*, client_id: int, address: str, reason: str, detail: str = 
         defaults={"reason": reason, "detail": detail[:1000]},
     )
     return created
-
-
-def message_cancel(*, message: Message) -> list[str]:
-    """Cancel every delivery of the message not yet sent; return the addresses cancelled.
-
-    A delivery being sent right now is not cancelled: its SMTP transaction may already be done.
-    """
-    with transaction.atomic():
-        pending = list(
-            Delivery.objects.filter(
-                message=message, status__in=[S.SCHEDULED, S.QUEUED, S.DEFERRED]
-            ).values_list("id", "address")
-        )
-        moved = deliveries_transition(
-            delivery_ids=[delivery_id for delivery_id, _ in pending],
-            to=S.CANCELLED,
-            next_attempt_at=None,
-            last_reply="cancelled at the client's request",
-        )
-        if not moved:
-            return []
-        messages_refresh_status(message_ids=[message.id])
-        return list(
-            Delivery.objects.filter(
-                id__in=[delivery_id for delivery_id, _ in pending], status=S.CANCELLED
-            ).values_list("address", flat=True)
-        )

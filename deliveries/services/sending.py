@@ -1,9 +1,17 @@
 """Delivering: claim a batch of messages' queued deliveries, send each message in one SMTP
-transaction over the worker's reused connection, record every recipient's outcome."""
+transaction over the worker's reused connection, record every recipient's outcome.
+
+Each message fails alone: one that cannot be built or addressed is failed with the reason, one
+whose sending raises is retried later, and the rest of the task goes on. Whatever else goes wrong,
+what the task claimed is settled before it ends, so nothing waits out a lease (or holds its
+domain's connection slot) for a fault that is not the database's.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -12,7 +20,7 @@ from datetime import datetime
 from email.utils import parseaddr
 from uuid import UUID
 
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from psycopg2.extras import execute_values
@@ -24,17 +32,18 @@ from deliveries.mime import build_mime
 from deliveries.models import Attachment, Attempt, Delivery, Message, Suppression
 from deliveries.policy import (
     Decision,
-    ReplyClass,
     SmtpReply,
     Stage,
     classify,
     decide,
+    decide_lost,
     is_hard_bounce,
     is_relay_fault,
 )
 from deliveries.services.accept import suppression_add
 from deliveries.services.transitions import (
     Outcome,
+    deliveries_cancel_if_requested,
     deliveries_settle,
     deliveries_start,
     deliveries_transition,
@@ -43,6 +52,8 @@ from deliveries.services.transitions import (
 )
 from deliveries.smtp import Envelope, Transport
 from deliveries.states import DeliveryStatus
+
+logger = logging.getLogger(__name__)
 
 S = DeliveryStatus
 
@@ -326,34 +337,48 @@ def _reply_text(reply: SmtpReply, decision: Decision) -> str:
 
 
 def attempts_record(
-    *, claims: Sequence[Claim], replies: Mapping[int, SmtpReply], durations: Mapping[UUID, int]
+    *,
+    claims: Sequence[Claim],
+    replies: Mapping[int, SmtpReply],
+    durations: Mapping[UUID, int],
+    unsendable: Mapping[int, str] | None = None,
 ) -> dict[int, Decision]:
     """Record every claimed delivery's reply and move it on, in one transaction.
 
-    ``replies`` and the result are keyed by delivery id, ``durations`` (ms) by message id. A
-    delivery whose lease expired meanwhile was taken back by the dispatcher; its attempt still
-    gets the server's reply (so a late success shows up as a likely duplicate), but its status is
-    left to whoever owns it now.
+    ``replies``, ``unsendable`` and the result are keyed by delivery id, ``durations`` (ms) by
+    message id. ``unsendable`` holds, instead of a reply, why a delivery was not sent at all (its
+    message cannot be built or addressed): it is failed with that reason, its address is not
+    suppressed (nothing is known against it). A delivery whose lease expired meanwhile was taken
+    back by the dispatcher; its attempt still gets the server's reply (so a late success shows up
+    as a likely duplicate), but its status is left to whoever owns it now. A retry of a delivery
+    whose cancel was requested during the attempt becomes a cancel.
     """
     now = timezone.now()
     policy = conf.retry_policy()
+    unsendable = unsendable or {}
     decisions: dict[int, Decision] = {}
     outcomes: list[Outcome] = []
     attempt_rows: list[tuple] = []
     bounces: list[tuple[int, str, SmtpReply]] = []
     for claim in claims:
         for delivery in claim.claimed:
-            reply = replies[delivery.id]
-            relay_fault = is_relay_fault(reply)
-            relay_failures = delivery.relay_failures + relay_fault
-            decision = decide(
-                reply_class=classify(reply),
-                attempts=delivery.attempts - relay_failures,
-                now=now,
-                expires_at=claim.message.expires_at,
-                policy=policy,
-                relay_fault=relay_fault,
-            )
+            reason = unsendable.get(delivery.id)
+            if reason is not None:
+                reply = SmtpReply(None, reason, Stage.DATA)
+                relay_failures = delivery.relay_failures
+                decision = Decision(S.FAILED, reason=reason)
+            else:
+                reply = replies[delivery.id]
+                relay_fault = is_relay_fault(reply)
+                relay_failures = delivery.relay_failures + relay_fault
+                decision = decide(
+                    reply_class=classify(reply),
+                    attempts=delivery.attempts - relay_failures,
+                    now=now,
+                    expires_at=claim.message.expires_at,
+                    policy=policy,
+                    relay_fault=relay_fault,
+                )
             decisions[delivery.id] = decision
             outcomes.append(
                 Outcome(
@@ -365,7 +390,7 @@ def attempts_record(
                     relay_failures=relay_failures,
                     decision=decision,
                     reply=reply,
-                    reply_text=_reply_text(reply, decision),
+                    reply_text=reason or _reply_text(reply, decision),
                 )
             )
             if decision.status == S.BOUNCED and is_hard_bounce(reply):
@@ -382,7 +407,14 @@ def attempts_record(
                 )
             )
     with transaction.atomic():
-        deliveries_settle(outcomes=outcomes)
+        moved = deliveries_settle(outcomes=outcomes)
+        deliveries_cancel_if_requested(
+            delivery_ids=[
+                o.delivery_id
+                for o in outcomes
+                if o.decision.status == S.DEFERRED and o.delivery_id in moved
+            ]
+        )
         for client_id, address, reply in bounces:
             suppression_add(
                 client_id=client_id,
@@ -414,66 +446,201 @@ def deliveries_send(
     Safe to run twice: a second run finds nothing to claim. SMTP is never spoken inside a
     database transaction. When the relay cannot be reached for one message, the rest of the batch
     is deferred with the same reply instead of waiting out the same timeouts again.
+
+    One message's fault stays its own (``_send_each``). Should anything else fail, the claimed
+    deliveries are taken back at once as lost attempts (``deliveries_release``) and the error is
+    raised again. A database that is away is the exception: nothing can be written then, so its
+    error goes up as it is (the task retries) and the lease brings the deliveries back.
     """
     claims = deliveries_claim(message_ids=message_ids, task_id=task_id, worker=worker)
     if not claims:
         return {}
+    try:
+        replies, durations, unsendable = _send_each(claims, transport)
+        return attempts_record(
+            claims=claims, replies=replies, durations=durations, unsendable=unsendable
+        )
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as exc:
+        logger.exception("delivery task %s failed; releasing what it claimed", task_id)
+        try:
+            deliveries_release(
+                claims=claims, reason=f"the task failed before it reported: {_describe(exc)}"
+            )
+        except Exception:
+            logger.exception("could not release the deliveries; their lease will bring them back")
+        raise
+
+
+def _send_each(
+    claims: Sequence[Claim], transport: Transport
+) -> tuple[dict[int, SmtpReply], dict[UUID, int], dict[int, str]]:
+    """Send each claimed message; return the replies, the durations and why deliveries were
+    not sent at all (see ``attempts_record``)."""
     # The transport stops a little before the lease ends (every SMTP command is bounded by what
     # is left), so the dispatcher never takes back a delivery whose attempt is still running.
     lease = conf.lease().total_seconds()
     deadline = time.monotonic() + lease - min(10.0, lease / 10)
     replies: dict[int, SmtpReply] = {}
     durations: dict[UUID, int] = {}
+    unsendable: dict[int, str] = {}
     relay_failure: SmtpReply | None = None
     for claim in claims:
         if relay_failure is not None:
             replies.update({delivery.id: relay_failure for delivery in claim.claimed})
             continue
+        try:
+            content = build_mime(claim.message, claim.recipients, claim.attachments)
+            sender = parseaddr(claim.message.sender)[1]
+        except Exception as exc:  # whatever the content does, it fails alone
+            problem = f"the message could not be built: {_describe(exc)}"
+            content, sender = b"", ""
+        else:
+            problem = sender and _envelope_problem(sender, what="the sender")
+        sendable = []
+        for delivery in claim.claimed:
+            refused = problem or _envelope_problem(delivery.address, what="the recipient")
+            if refused:
+                unsendable[delivery.id] = refused
+                logger.warning("message %s, %s: %s", claim.message.id, delivery.address, refused)
+            else:
+                sendable.append(delivery)
+        if not sendable:
+            continue
+        envelope = Envelope(
+            sender=sender, recipients=[delivery.address for delivery in sendable], content=content
+        )
         message_started = time.monotonic()
-        by_address = transport.send(_envelope(claim), deadline=deadline)
+        message_replies = _send_one(sendable, envelope, transport, deadline=deadline)
         durations[claim.message.id] = int((time.monotonic() - message_started) * 1000)
-        message_replies = {d.id: by_address[d.address] for d in claim.claimed}
         replies.update(message_replies)
         if all(is_relay_fault(reply) for reply in message_replies.values()):
             relay_failure = next(iter(message_replies.values()))
-    return attempts_record(claims=claims, replies=replies, durations=durations)
+    return replies, durations, unsendable
 
 
-def _envelope(claim: Claim) -> Envelope:
-    return Envelope(
-        sender=parseaddr(claim.message.sender)[1],
-        recipients=[delivery.address for delivery in claim.claimed],
-        content=build_mime(claim.message, claim.recipients, claim.attachments),
+#: What smtplib writes into MAIL FROM and RCPT TO as it is: printable ASCII without spaces.
+#: Anything else makes it raise (non-ASCII needs SMTPUTF8, which Mailhub does not ask for) or
+#: breaks the command; validation refuses such addresses, older rows may hold them.
+_ENVELOPE_ADDRESS = re.compile(r"[!-~]+")
+
+
+def _envelope_problem(address: str, *, what: str) -> str:
+    """Why ``address`` cannot go into the envelope, or "" when it can."""
+    if _ENVELOPE_ADDRESS.fullmatch(address):
+        return ""
+    return (
+        f"the envelope could not be written: {what} {address!r} is not printable ASCII without "
+        "spaces (SMTPUTF8 is not used)"
     )
 
 
+def _send_one(
+    deliveries: Sequence[Delivery], envelope: Envelope, transport: Transport, *, deadline: float
+) -> dict[int, SmtpReply]:
+    """The transport's reply for each delivery. The transport answers every server fault with a
+    reply; should it raise instead (a bug, or content smtplib chokes on), the message is retried
+    later, counted as an attempt so that it ends `failed` if it keeps doing that, and the
+    connection, in an unknown state now, is dropped."""
+    try:
+        by_address = transport.send(envelope, deadline=deadline)
+        return {delivery.id: by_address[delivery.address] for delivery in deliveries}
+    except Exception as exc:  # one message's fault must not fail its task
+        logger.exception("the transport raised while sending to %s", envelope.recipients)
+        try:
+            transport.close()
+        except Exception:
+            logger.exception("closing the transport after an error failed too")
+        reply = SmtpReply(None, f"unexpected error while sending: {_describe(exc)}", Stage.DATA)
+        return dict.fromkeys((delivery.id for delivery in deliveries), reply)
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception in one line of at most 500 characters. A ValueError's words are written for
+    people (the MIME builder's say which header holds what); anything else is named too."""
+    text = " ".join(str(exc).split())
+    if not isinstance(exc, ValueError) or not text:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text[:500]
+
+
+def deliveries_release(*, claims: Sequence[Claim], reason: str) -> int:
+    """Settle at once, as lost attempts, the deliveries these claims hold that are still
+    `sending` under their attempt: what the dispatcher would do when their lease ends, without
+    making them (and their domain's connection slot) wait for it. Return how many moved.
+    """
+    now = timezone.now()
+    moved = 0
+    with transaction.atomic():
+        for claim in claims:
+            for delivery in claim.claimed:
+                moved += (
+                    delivery_mark_lost(
+                        delivery_id=delivery.id,
+                        attempts=delivery.attempts,
+                        expires_at=claim.message.expires_at,
+                        now=now,
+                        reason=reason,
+                    )
+                    is not None
+                )
+        messages_refresh_status(message_ids=[claim.message.id for claim in claims])
+    return moved
+
+
+LEASE_EXPIRED = "worker lost: its lease expired before it reported"
+
+
 def delivery_mark_lost(
-    *, delivery_id: int, attempts: int, expires_at: datetime, now: datetime
-) -> Decision:
-    """Settle a delivery whose worker's lease expired: the attempt is lost, the delivery retried.
+    *,
+    delivery_id: int,
+    attempts: int,
+    expires_at: datetime,
+    now: datetime,
+    reason: str = LEASE_EXPIRED,
+) -> Decision | None:
+    """Settle a delivery whose attempt was lost (its worker's lease expired, or its task failed
+    before reporting): the attempt is `lost`, the delivery retried, or failed as quarantined once
+    ``MAILHUB_QUARANTINE_AFTER_LOST_ATTEMPTS`` of its attempts were lost (``policy.decide_lost``);
+    a retry of a delivery whose cancel was requested becomes a cancel. Return the decision, or
+    None when the delivery is no longer `sending` under that attempt (someone else settled it).
 
     Counted as a failed attempt on purpose: a message that crashes its worker every time must
     end as `failed`, not loop forever.
     """
-    reply = SmtpReply(None, "worker lost: its lease expired before it reported", Stage.DATA)
-    decision = decide(
-        reply_class=ReplyClass.TEMPORARY,
-        attempts=attempts,
-        now=now,
-        expires_at=expires_at,
-        policy=conf.retry_policy(),
-    )
-    moved = delivery_transition(
-        delivery_id=delivery_id,
-        to=decision.status,
-        where=Q(status=S.SENDING, attempts=attempts),
-        next_attempt_at=decision.next_attempt_at,
-        last_code=None,
-        last_enhanced_code="",
-        last_reply=_reply_text(reply, decision),
-    )
-    if moved:
+    with transaction.atomic():
+        row = (
+            Delivery.objects.select_for_update(of=("self",))
+            .filter(id=delivery_id, status=S.SENDING, attempts=attempts)
+            .values_list("lost_attempts", flat=True)
+            .first()
+        )
+        if row is None:
+            return None
+        lost_attempts = row + 1
+        reply = SmtpReply(None, reason, Stage.DATA)
+        decision = decide_lost(
+            attempts=attempts,
+            lost_attempts=lost_attempts,
+            quarantine_after=conf.quarantine_after_lost(),
+            now=now,
+            expires_at=expires_at,
+            policy=conf.retry_policy(),
+        )
+        delivery_transition(
+            delivery_id=delivery_id,
+            to=decision.status,
+            where=Q(status=S.SENDING, attempts=attempts),
+            next_attempt_at=decision.next_attempt_at,
+            last_code=None,
+            last_enhanced_code="",
+            last_reply=_reply_text(reply, decision),
+            lost_attempts=lost_attempts,
+        )
         Attempt.objects.filter(
             delivery_id=delivery_id, number=attempts, outcome=Attempt.Outcome.PENDING
         ).update(outcome=Attempt.Outcome.LOST, reply=reply.text)
+        if decision.status == S.DEFERRED:
+            deliveries_cancel_if_requested(delivery_ids=[delivery_id])
     return decision

@@ -54,6 +54,8 @@ class DeliveryRow(NamedTuple):
     last_code: int | None = None
     last_enhanced_code: str = ""
     delivered_at: datetime | None = None
+    lost_attempts: int = 0
+    cancel_requested: bool = False
 
 
 MESSAGE_COLUMNS = (

@@ -1,7 +1,9 @@
-"""The delivery state machine's only writer, the events it emits, and the message roll-up."""
+"""The delivery state machine's only writer, the events it emits, the message roll-up, and
+cancelling (at once, or after the attempt under way)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 from psycopg2.extras import execute_values
 
-from deliveries.models import Delivery, Event
+from deliveries.models import Delivery, Event, Message
 from deliveries.policy import Decision, SmtpReply
 from deliveries.states import DeliveryStatus, check_transition, message_status_sql, sources_of
 
@@ -241,3 +243,103 @@ def deliveries_settle(*, outcomes: Sequence[Outcome]) -> set[int]:
             fetch=True,
         )
     return {delivery_id for (delivery_id,) in moved}
+
+
+# -- cancelling ----------------------------------------------------------------------------------
+
+CANCELLED_BY_CLIENT = "cancelled at the client's request"
+CANCELLED_AFTER_ATTEMPT = (
+    "cancelled at the client's request, made while an attempt was under way; that attempt did "
+    "not deliver it"
+)
+
+
+def deliveries_cancel_if_requested(*, delivery_ids: Collection[int]) -> int:
+    """Cancel those of these just-deferred deliveries whose cancel was requested while their
+    attempt ran (see ``message_cancel``); return how many.
+
+    Run in the transaction that recorded the attempt, after its statement moved the rows: a
+    request committed before then is read here; one made after finds the rows `deferred` and
+    cancels them itself. The delivery shows both moves: `deferred` (what the attempt did), then
+    `cancelled`.
+    """
+    if not delivery_ids:
+        return 0
+    return deliveries_transition(
+        delivery_ids=delivery_ids,
+        to=S.CANCELLED,
+        where=Q(status=S.DEFERRED, cancel_requested=True),
+        next_attempt_at=None,
+        last_reply=CANCELLED_AFTER_ATTEMPT,
+    )
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """What a cancel did, by recipient address."""
+
+    cancelled: list[str]  # were waiting (scheduled, queued, deferred): cancelled now
+    # Were being sent: cancelled when that attempt ends, unless it delivers, bounces or fails them.
+    requested: list[str]
+
+
+# SKIP LOCKED: a `sending` row locked by someone else is being recorded (or taken back by the
+# dispatcher) right now. Waiting for it could deadlock with that transaction, which locks a
+# task's rows in no particular order; the next round finds it moved on instead.
+_REQUEST_CANCEL_SQL = """
+UPDATE deliveries_delivery SET cancel_requested = true
+WHERE id IN (
+    SELECT id FROM deliveries_delivery
+    WHERE message_id = %s AND status = 'sending' AND NOT cancel_requested
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"""
+_CANCEL_ROUNDS = 20
+_CANCEL_ROUND_PAUSE = 0.05
+
+
+def message_cancel(*, message: Message) -> Cancellation:
+    """Cancel every delivery of the message not yet sent; a delivery being sent right now is
+    cancelled after its attempt, unless that attempt delivers, bounces or fails it (its SMTP
+    transaction may already be done: what happened stands).
+
+    Each round, in one transaction: flag the deliveries being sent, cancel the waiting ones, roll
+    the message up. A row that moved meanwhile (claimed by a worker, or recorded while it was
+    locked) is caught by the next round; the rounds end when no delivery is being sent unflagged.
+    Safe to repeat: a second cancel lists nothing.
+    """
+    cancelled: list[int] = []
+    requested: set[int] = set()
+    for _ in range(_CANCEL_ROUNDS):
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(_REQUEST_CANCEL_SQL, [str(message.id)])
+                requested.update(delivery_id for (delivery_id,) in cursor.fetchall())
+            waiting = list(
+                Delivery.objects.filter(
+                    message_id=message.id, status__in=sources_of(S.CANCELLED)
+                ).values_list("id", flat=True)
+            )
+            if deliveries_transition(
+                delivery_ids=waiting,
+                to=S.CANCELLED,
+                next_attempt_at=None,
+                last_reply=CANCELLED_BY_CLIENT,
+            ):
+                cancelled += Delivery.objects.filter(
+                    id__in=waiting, status=S.CANCELLED
+                ).values_list("id", flat=True)
+                messages_refresh_status(message_ids=[message.id])
+        if not Delivery.objects.filter(
+            message_id=message.id, status=S.SENDING, cancel_requested=False
+        ).exists():
+            break
+        time.sleep(_CANCEL_ROUND_PAUSE)
+    addresses = dict(
+        Delivery.objects.filter(id__in=[*cancelled, *requested]).values_list("id", "address")
+    )
+    return Cancellation(
+        cancelled=[addresses[i] for i in sorted(cancelled)],
+        requested=[addresses[i] for i in sorted(requested - set(cancelled))],
+    )
