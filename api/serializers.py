@@ -1,8 +1,9 @@
 """Validation of what clients send, and the shape of what they get back.
 
-Everything that reaches a header is checked here for CR/LF (header injection) before any row is
-written; ``email.policy.SMTP`` refuses them again when the MIME is built. Every limit (sizes,
-counts, schedule horizon) is checked here, before anything is stored. A template is rendered
+Everything that reaches a header is held to the header rule (``deliveries.header_text``: no line
+break in any form, no control character but TAB, before or after decoding RFC 2047 encoded
+words) before any row is written; the MIME builder holds it to the same rule again. Every limit
+(sizes, counts, schedule horizon) is checked here, before anything is stored. A template is rendered
 here too, so that a bad context is a 400 now instead of a failure in a worker later.
 """
 
@@ -30,6 +31,8 @@ from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from api.errors import validation_problem
 from api.models import Client
+from deliveries.header_text import header_text_problem
+from deliveries.mime import address_field, attachment_headers, header_field
 from deliveries.models import (
     Attachment,
     Attempt,
@@ -45,9 +48,10 @@ from deliveries.services import AttachmentDraft, MessageDraft, Recipient
 from deliveries.states import DeliveryStatus, MessageStatus
 from deliveries.templating import TemplateProblem, template_render
 
-_LINE_BREAK = re.compile(r"[\r\n\x00]")
 # RFC 5322 field name: printable US-ASCII except colon.
 _HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,76}$")
+#: RFC 5321's limit on a path, and the width of every address column.
+MAX_ADDRESS_LENGTH = 254
 # Headers Mailhub writes itself; a custom header may not replace or repeat them.
 RESERVED_HEADERS = frozenset(
     {
@@ -71,12 +75,37 @@ RESERVED_HEADERS = frozenset(
 )
 
 
-def _no_line_breaks(value: str) -> str:
-    if _LINE_BREAK.search(value):
+def _header_text(value: str) -> str:
+    """The header rule: ``value``, or a 400 naming the character and where it is."""
+    problem = header_text_problem(value)
+    if problem is not None:
         raise serializers.ValidationError(
-            "Line breaks and NUL characters are not allowed here.", code="line_break"
+            f"Not allowed in a mail header: {problem.reason}.", code=problem.code
         )
     return value
+
+
+def _writable(write: Callable[[], bytes]) -> None:
+    """Accepted means buildable: ``write`` builds a header as the worker will; a value the rule
+    lets through but the email library still cannot write (it fails on some malformed encoded
+    words, with errors as varied as IndexError and UnicodeEncodeError) is a 400 here, not a
+    message that fails in a worker."""
+    try:
+        write()
+    except Exception as exc:  # any failure of the library's, see above
+        raise serializers.ValidationError(
+            f"Cannot be written as a mail header ({type(exc).__name__}: {exc}).",
+            code="unwritable_header",
+        ) from None
+
+
+def _header_text_validator(value: str) -> None:
+    """The header rule as a CharField validator. A NUL or a lone surrogate as given is left out:
+    the field's own validators refuse those, with their own codes (DRF reports every validator's
+    error, so both would be listed)."""
+    if "\x00" in value or not value.isascii():
+        value = _SURROGATE.sub("", value.replace("\x00", ""))
+    _header_text(value)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -137,10 +166,11 @@ class AddressField(CharField):
     }
 
     def to_internal_value(self, data) -> Recipient:
-        text = _no_line_breaks(super().to_internal_value(data))
+        text = super().to_internal_value(data)
         # The validators see the parsed Recipient, whose text form escapes a lone surrogate; it
         # must be refused here or it fails later, encoding the draft.
         _SurrogateCheck()(text)
+        _header_text(text)  # the display name goes into a header
         if len(text) > 320:
             raise serializers.ValidationError(
                 "An address is at most 320 characters.", code="max_length"
@@ -153,12 +183,19 @@ class AddressField(CharField):
             self.fail("invalid_address")
         if not address.isascii():
             self.fail("non_ascii")
+        if len(address) > MAX_ADDRESS_LENGTH:
+            raise serializers.ValidationError(
+                f"An address is at most {MAX_ADDRESS_LENGTH} characters (RFC 5321).",
+                code="max_length",
+            )
         try:
             validate_email(address)
         except DjangoValidationError:
             self.fail("invalid_address")
         if len(name) > 200:
             raise serializers.ValidationError("The display name is too long.", code="max_length")
+        if name:
+            _writable(lambda: address_field("To", formataddr((name, address))))
         return Recipient(address=address, name=name)
 
 
@@ -180,8 +217,13 @@ class HeadersField(serializers.DictField):
                 errors[name] = "Mailhub sets this header itself; use the message field instead."
             elif name.lower() in seen:
                 errors[name] = "Header given twice (names are case-insensitive)."
-            elif _LINE_BREAK.search(value):
-                errors[name] = "Line breaks and NUL characters are not allowed in header values."
+            elif problem := header_text_problem(value):
+                errors[name] = f"Not allowed in a mail header: {problem.reason}."
+            else:
+                try:
+                    _writable(lambda name=name, value=value: header_field(name, value))
+                except serializers.ValidationError as refused:
+                    errors[name] = refused.detail[0]
             seen.add(name.lower())
         if errors:
             raise serializers.ValidationError(errors, code="invalid_header")
@@ -200,6 +242,21 @@ class BodyField(CharField):
                 f"The body is larger than {limit} bytes (UTF-8).", code="max_size"
             )
         return value
+
+
+class SubjectField(CharField):
+    """A subject as given (white space kept), held to the header rule; RFC 5322's 998 at most."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            max_length=998,
+            allow_blank=True,
+            required=False,
+            default="",
+            trim_whitespace=False,
+            validators=[_header_text_validator],
+            **kwargs,
+        )
 
 
 def _unknown_fields_error(data: Any, fields: Iterable[str]) -> None:
@@ -259,7 +316,7 @@ class Base64Field(CharField):
 
 
 class AttachmentSerializer(StrictSerializer):
-    filename = CharField(max_length=255, validators=[_no_line_breaks])
+    filename = CharField(max_length=255, validators=[_header_text_validator])
     content_type = CharField(
         max_length=127, help_text="MIME type, e.g. `application/pdf`, `image/png`."
     )
@@ -301,7 +358,7 @@ class AttachmentSerializer(StrictSerializer):
             raise serializers.ValidationError(
                 "Printable ASCII without spaces or angle brackets.", code="invalid_content_id"
             )
-        return value
+        return _header_text(value)  # printable, but an encoded word may decode to a line break
 
     def validate(self, attrs):
         if attrs["disposition"] == "inline" and not attrs["content_id"]:
@@ -313,7 +370,16 @@ class AttachmentSerializer(StrictSerializer):
             raise serializers.ValidationError(
                 {"content_id": ["Only inline parts have a content_id."]}, code="invalid"
             )
+        if not (attrs["filename"].isascii() and "=?" not in attrs["filename"]):
+            # Plain ASCII names are always written; anything else is written once now.
+            try:
+                _writable(lambda: attachment_headers(**{n: attrs[n] for n in _PART_HEADERS}))
+            except serializers.ValidationError as refused:
+                raise serializers.ValidationError({"filename": refused.detail}) from None
         return attrs
+
+
+_PART_HEADERS = ("filename", "content_type", "content_id")
 
 
 @extend_schema_field(
@@ -366,6 +432,42 @@ class TagsField(serializers.ListField):
         return tags
 
 
+class ContextField(serializers.DictField):
+    """A template's variables: any JSON object whose strings Postgres can store (no NUL) and
+    UTF-8 can encode (no lone surrogate), since what they render into is stored and sent. (How
+    deep it may nest is the JSON parser's limit, ``api.parsers.MAX_DEPTH``.)"""
+
+    def to_internal_value(self, data) -> dict:
+        context = super().to_internal_value(data)
+        bad = _unstorable_string_at(context, path="")
+        if bad is not None:
+            raise serializers.ValidationError(
+                f"{bad}: NUL and lone surrogate characters are not allowed.",
+                code="invalid_context",
+            )
+        return context
+
+
+def _unstorable_string_at(value: Any, *, path: str) -> str | None:
+    """The path of the first string (key or value) holding a NUL or a lone surrogate."""
+    if isinstance(value, str):
+        unstorable = "\x00" in value or (not value.isascii() and _SURROGATE.search(value))
+        return path if unstorable else None
+    if isinstance(value, dict):
+        items: Iterable[tuple[str, Any]] = ((f".{key}", item) for key, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    for step, item in items:
+        found = _unstorable_string_at(step, path=path + step) or _unstorable_string_at(
+            item, path=path + step
+        )
+        if found is not None:
+            return found.lstrip(".")
+    return None
+
+
 TemplateResolver = Callable[[str], Template | None]
 
 
@@ -397,14 +499,7 @@ class MessageCreateSerializer(StrictSerializer):
     cc = serializers.ListField(child=AddressField(), required=False, default=list)
     bcc = serializers.ListField(child=AddressField(), required=False, default=list)
     reply_to = serializers.ListField(child=AddressField(), required=False, default=list)
-    subject = CharField(
-        max_length=998,
-        allow_blank=True,
-        required=False,
-        default="",
-        trim_whitespace=False,
-        validators=[_no_line_breaks],
-    )
+    subject = SubjectField()
     text = BodyField(help_text="Plain-text body; at most MAILHUB_MAX_BODY_BYTES (1 MiB) UTF-8.")
     html = BodyField(help_text="HTML body; at most MAILHUB_MAX_BODY_BYTES (1 MiB) UTF-8.")
     headers = HeadersField(required=False, default=dict)
@@ -437,10 +532,11 @@ class MessageCreateSerializer(StrictSerializer):
         help_text="Name of one of your templates; it gives subject, text and html (which the "
         "message then must not give). Rendered now: a missing variable is a 400.",
     )
-    context = serializers.DictField(
+    context = ContextField(
         required=False,
         default=dict,
-        help_text="Variables for the template: any JSON object.",
+        help_text="Variables for the template: any JSON object (no NUL or lone surrogate in "
+        "its strings).",
     )
 
     def get_fields(self):
@@ -476,6 +572,10 @@ class MessageCreateSerializer(StrictSerializer):
         # DRF's would build a copy of every field to look for read-only defaults; there are none.
         if self.validators:
             super().run_validators(value)
+
+    def validate_subject(self, value: str) -> str:
+        _writable(lambda: header_field("Subject", value))
+        return value
 
     def validate_send_at(self, value):
         if value is None:
@@ -568,10 +668,11 @@ class MessageCreateSerializer(StrictSerializer):
             raise serializers.ValidationError(errors) from None
         subject = rendered.subject.strip()
         errors = {}
-        if _LINE_BREAK.search(subject):
+        if problem := header_text_problem(subject):
             errors["template"] = [
                 serializers.ErrorDetail(
-                    "subject: the rendered subject has a line break.", code="line_break"
+                    f"subject: the rendered subject holds what a mail header may not: {problem}.",
+                    code=problem.code,
                 )
             ]
         elif len(subject) > 998:
@@ -581,6 +682,14 @@ class MessageCreateSerializer(StrictSerializer):
                     code="max_length",
                 )
             ]
+        else:
+            try:
+                self.validate_subject(subject)
+            except serializers.ValidationError as refused:
+                (unwritable,) = refused.detail
+                errors["template"] = [
+                    serializers.ErrorDetail(f"subject: {unwritable}", code=unwritable.code)
+                ]
         limit = settings.MAILHUB_MAX_BODY_BYTES
         for part in ("text", "html"):
             if len(getattr(rendered, part).encode("utf-8", "surrogatepass")) > limit:
@@ -1025,9 +1134,7 @@ class TemplateSerializer(serializers.ModelSerializer):
     name = serializers.SlugField(
         max_length=100, help_text="How sends refer to it; unique among your templates."
     )
-    subject = CharField(
-        max_length=998, allow_blank=True, required=False, default="", trim_whitespace=False
-    )
+    subject = SubjectField()
     text = BodyField(default="")
     html = BodyField(default="")
 

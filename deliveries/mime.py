@@ -6,9 +6,11 @@ import re
 from collections.abc import Iterable
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.parser import BytesHeaderParser
+from email.policy import SMTP, default
 from email.utils import format_datetime, formataddr
 
+from deliveries.header_text import HeaderTextError, check_header_text
 from deliveries.models import Attachment, Delivery, Message
 
 
@@ -29,6 +31,8 @@ class _CachedHeaderRegistry(HeaderRegistry):
 
 
 _POLICY = SMTP.clone(header_factory=_CachedHeaderRegistry())
+#: Reads headers back as a recipient's software would.
+_READER = BytesHeaderParser(policy=default)
 
 
 def _display(name: str, address: str) -> str:
@@ -61,6 +65,9 @@ _PLAIN = {
 }
 _PLAIN_UNSTRUCTURED = re.compile(_PLAIN_TEXT)
 _FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext
+#: One header field as written: its name, and folded continuation lines that each hold more than
+#: white space (a blank or white-space-only line would end the header block for some readers).
+_ONE_FIELD = re.compile(rb"([!-9;-~]+):[^\r\n]*(?:\r\n[ \t]+[^\r\n \t][^\r\n]*)*\r\n")
 #: The content headers of a single 7-bit text part, in the order ``set_content`` writes them.
 _SEVEN_BIT_TEXT = (
     'Content-Type: text/{subtype}; charset="utf-8"\r\n'
@@ -78,36 +85,76 @@ def build_mime(
     ones ``EmailMessage.as_bytes()`` would give (the unit tests compare them), but plain headers
     and a plain 7-bit text body are written directly: parsing every header into the library's
     header objects and folding them back was most of a worker's CPU per message.
+
+    The last line of defence against header injection: every value is held to the header rule
+    (``deliveries.header_text``) before the library sees it, and every header comes out as
+    exactly the one field it was meant to be, or ``HeaderTextError`` (a ValueError) is raised.
     """
     deliveries = list(deliveries)
     # Each header is written as soon as it is known, in the library's order, so that a value it
     # refuses fails here the same way.
-    lines = [_header("From", message.sender)]
+    lines = [address_field("From", message.sender)]
     to = [_display(d.name, d.address) for d in deliveries if d.kind == Delivery.Kind.TO]
     cc = [_display(d.name, d.address) for d in deliveries if d.kind == Delivery.Kind.CC]
     if to:
-        lines.append(_header("To", ", ".join(to)))
+        lines.append(address_field("To", ", ".join(to)))
     if cc:
-        lines.append(_header("Cc", ", ".join(cc)))
+        lines.append(address_field("Cc", ", ".join(cc)))
     if message.reply_to:
-        lines.append(_header("Reply-To", ", ".join(message.reply_to)))
-    lines.append(_header("Subject", message.subject))
-    lines.append(_header("Date", format_datetime(message.created_at)))
-    lines.append(_header("Message-ID", message.message_id))
+        lines.append(address_field("Reply-To", ", ".join(message.reply_to)))
+    lines.append(header_field("Subject", message.subject))
+    lines.append(header_field("Date", format_datetime(message.created_at)))
+    lines.append(header_field("Message-ID", message.message_id))
     content_headers, body = _content(message, list(attachments))
     lines.append(content_headers)
     # Custom headers last, as before: after the content headers set_content() writes.
     _refuse_repeated_unique_headers(b"".join(lines), list(message.headers))
-    lines.extend(_header(name, value) for name, value in message.headers.items())
+    lines.extend(header_field(name, value) for name, value in message.headers.items())
     return b"".join([*lines, _CRLF, body])
 
 
-def _header(name: str, value: str) -> bytes:
-    if _is_plain(name, value):
+def header_field(name: str, value: str) -> bytes:
+    """One header field as ``build_mime`` writes it, CRLF-terminated. Raises ``HeaderTextError``
+    for a value the header rule refuses; the library may raise more than ValueError on garbage
+    that passes the rule, which is why validation builds each header-bound value once too."""
+    if _is_plain(name, value):  # printable ASCII on one line: nothing to check
         return f"{name}: {value}\r\n".encode("ascii")
-    # Encoded words, quoting, folding: the library's. It also refuses CR and LF in a value
-    # (header injection) with a ValueError.
-    return _POLICY.fold_binary(name, _POLICY.header_store_parse(name, value)[1])
+    check_header_text(value, what=f"the {name} header")
+    # Encoded words, quoting, folding: the library's.
+    folded = _POLICY.fold_binary(name, _POLICY.header_store_parse(name, value)[1])
+    return _one_field(name, folded)
+
+
+def address_field(name: str, value: str) -> bytes:
+    """``header_field`` for an address header, whose addresses must read back as written.
+
+    The library re-parses display names and can write one back unquoted with its specials (a
+    non-ASCII word followed by ``<>``): a reader would then see other addresses than the ones
+    Mailhub sends to. A header written through the library is read back and compared.
+    """
+    folded = header_field(name, value)
+    if not _is_plain(name, value):
+        try:
+            wanted = _addr_specs(_POLICY.header_factory(name, value))
+            written = _addr_specs(_READER.parsebytes(folded + _CRLF)[name])
+        except Exception:  # the library fails to read some garbage with more than ValueError
+            written, wanted = [], [None]
+        if written != wanted:
+            raise HeaderTextError(f"the {name} header would not read back as the same addresses")
+    return folded
+
+
+def _addr_specs(header: object) -> list[str]:
+    return [address.addr_spec for address in getattr(header, "addresses", ())]
+
+
+def _one_field(name: str, folded: bytes) -> bytes:
+    """``folded`` if it is one field named ``name``; the library's folder has written decoded
+    line breaks out as real ones before (CVE-2024-6923), so its output is not trusted blindly."""
+    written = _ONE_FIELD.fullmatch(folded)
+    if written is None or written[1].decode("ascii").lower() != name.lower():
+        raise HeaderTextError(f"the {name} header would not be written as one header field")
+    return folded
 
 
 def _is_plain(name: str, value: str) -> bool:
@@ -146,11 +193,27 @@ def _content(message: Message, attachments: list[Attachment]) -> tuple[bytes, by
             plain = _seven_bit_text("plain", message.text_body)
         if plain is not None:
             return plain
+    for part in attachments:
+        check_header_text(part.filename, what="an attachment's filename")
+        check_header_text(part.content_id, what="an attachment's content_id")
+        check_header_text(part.content_type, what="an attachment's content_type")
     mime = EmailMessage(policy=_POLICY)
     _set_body(mime, message, attachments)
     # A message's content headers come out the same whether other headers precede them or not.
     content_headers, body = mime.as_bytes().split(_CRLF * 2, 1)
-    return content_headers + _CRLF, body
+    content_headers += _CRLF
+    _refuse_stray_lines(content_headers)
+    return content_headers, body
+
+
+def _refuse_stray_lines(block: bytes) -> None:
+    """A block of header fields that the library wrote must be nothing but whole fields."""
+    at = 0
+    while at < len(block):
+        field = _ONE_FIELD.match(block, at)
+        if field is None:
+            raise HeaderTextError("the content headers would not be written as header fields")
+        at = field.end()
 
 
 def _seven_bit_text(subtype: str, text: str) -> tuple[bytes, bytes] | None:
@@ -174,6 +237,19 @@ def _set_body(mime: EmailMessage, message: Message, attachments: list[Attachment
     else:
         mime.set_content(message.text_body)
     _attach(mime, attachments)
+
+
+def attachment_headers(*, filename: str, content_type: str, content_id: str) -> bytes:
+    """The headers of one attachment's part, as ``build_mime`` writes them (or its error)."""
+    for value, what in ((filename, "filename"), (content_id, "content_id")):
+        check_header_text(value, what=f"an attachment's {what}")
+    part = EmailMessage(policy=_POLICY)
+    maintype, subtype = content_type.split("/", 1)
+    extra = {"cid": f"<{content_id}>", "disposition": "inline"} if content_id else {}
+    part.set_content(b"", maintype=maintype, subtype=subtype, filename=filename, **extra)
+    headers = part.as_bytes().split(_CRLF * 2, 1)[0] + _CRLF
+    _refuse_stray_lines(headers)
+    return headers
 
 
 def _attach(mime: EmailMessage, attachments: list[Attachment]) -> None:
