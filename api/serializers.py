@@ -937,6 +937,11 @@ class CancelResultSerializer(serializers.Serializer):
         help_text="The recipients whose delivery this request cancelled; empty when nothing "
         "was left to cancel (sent, being sent, or already final).",
     )
+    cancel_requested = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The recipients being sent at this moment: if this attempt delivers, bounces "
+        "or fails them, that stands; if it would be retried, they become `cancelled` instead.",
+    )
 
 
 class AttemptSerializer(serializers.ModelSerializer):
