@@ -55,3 +55,13 @@ def domain_limits() -> tuple[dict[str, DomainLimit], DomainLimit]:
 
 def domain_wait() -> timedelta:
     return timedelta(seconds=settings.MAILHUB_DOMAIN_WAIT_SECONDS)
+
+
+def template_cpu_seconds() -> float:
+    """CPU time one render, or one compilation, of a client's template may use."""
+    return settings.MAILHUB_TEMPLATE_CPU_SECONDS
+
+
+def template_max_output_chars() -> int:
+    """Characters one rendered part of a client's template may come to."""
+    return settings.MAILHUB_TEMPLATE_MAX_OUTPUT_CHARS

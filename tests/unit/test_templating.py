@@ -79,6 +79,15 @@ def test_a_missing_attribute_inside_a_loop_is_refused():
     ) == {"text": "missing_variable"}
 
 
+def test_a_filter_argument_missing_from_the_context_is_refused_and_named():
+    # Django raises VariableDoesNotExist out of the render for it (a 500, before).
+    with pytest.raises(TemplateProblem) as refused:
+        render({"items": ["a", "b"]}, text="{{ items|join:separator }}")
+    code, message = refused.value.errors["text"]
+    assert code == "missing_variable"
+    assert "separator" in message
+
+
 @pytest.mark.parametrize(
     "text",
     [
