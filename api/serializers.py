@@ -15,6 +15,7 @@ import copy
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from email.utils import formataddr, getaddresses
@@ -31,8 +32,15 @@ from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from api.errors import validation_problem
 from api.models import Client
+from deliveries import conf
 from deliveries.header_text import header_text_problem
-from deliveries.mime import address_field, attachment_headers, header_field
+from deliveries.mime import (
+    address_field,
+    attachment_headers,
+    display_name_may_misfold,
+    header_field,
+    unstructured_may_misfold,
+)
 from deliveries.models import (
     Attachment,
     Attempt,
@@ -194,8 +202,8 @@ class AddressField(CharField):
             self.fail("invalid_address")
         if len(name) > 200:
             raise serializers.ValidationError("The display name is too long.", code="max_length")
-        if name:
-            _writable(lambda: address_field("To", formataddr((name, address))))
+        if display_name_may_misfold(name):
+            _writable(lambda: address_field("To", formataddr((name, address)), names=[name]))
         return Recipient(address=address, name=name)
 
 
@@ -219,7 +227,7 @@ class HeadersField(serializers.DictField):
                 errors[name] = "Header given twice (names are case-insensitive)."
             elif problem := header_text_problem(value):
                 errors[name] = f"Not allowed in a mail header: {problem.reason}."
-            else:
+            elif unstructured_may_misfold(value):
                 try:
                     _writable(lambda name=name, value=value: header_field(name, value))
                 except serializers.ValidationError as refused:
@@ -574,7 +582,8 @@ class MessageCreateSerializer(StrictSerializer):
             super().run_validators(value)
 
     def validate_subject(self, value: str) -> str:
-        _writable(lambda: header_field("Subject", value))
+        if unstructured_may_misfold(value):
+            _writable(lambda: header_field("Subject", value))
         return value
 
     def validate_send_at(self, value):
@@ -656,6 +665,20 @@ class MessageCreateSerializer(StrictSerializer):
                 {"template": [f"You have no template named {attrs['template']!r}."]},
                 code="template_not_found",
             )
+        batch_budget: BatchTemplateBudget | None = self.context.get(_BATCH_TEMPLATE_BUDGET)
+        if batch_budget is not None and batch_budget.spent():
+            raise serializers.ValidationError(
+                {
+                    "template": [
+                        serializers.ErrorDetail(
+                            "This batch's templates used up their CPU budget "
+                            f"({batch_budget.seconds:g} s); send the rest in another batch.",
+                            code="template_too_expensive",
+                        )
+                    ]
+                }
+            )
+        started = time.thread_time()
         try:
             rendered = template_render(template=template, context=attrs["context"])
         except TemplateProblem as problem_:
@@ -666,6 +689,9 @@ class MessageCreateSerializer(StrictSerializer):
                     serializers.ErrorDetail(f"{part}: {message}", code=code)
                 )
             raise serializers.ValidationError(errors) from None
+        finally:
+            if batch_budget is not None:
+                batch_budget.charge(time.thread_time() - started)
         subject = rendered.subject.strip()
         errors = {}
         if problem := header_text_problem(subject):
@@ -876,7 +902,11 @@ class BatchSerializer(StrictSerializer):
         # run_validation() keeps nothing between messages but initial_data, which
         # _validate_template reads and which is set for each.
         serializer = MessageCreateSerializer(
-            context={"templates": templates, _VALIDATED_DEFAULTS: _ValidatedDefaults(defaults)}
+            context={
+                "templates": templates,
+                _VALIDATED_DEFAULTS: _ValidatedDefaults(defaults),
+                _BATCH_TEMPLATE_BUDGET: BatchTemplateBudget(),
+            }
         )
         out: list[MessageDraft | dict] = []
         for item in messages:
@@ -889,6 +919,28 @@ class BatchSerializer(StrictSerializer):
             except serializers.ValidationError as exc:
                 out.append(validation_problem(exc.detail))
         return out
+
+
+_BATCH_TEMPLATE_BUDGET = "batch_template_budget"
+
+
+class BatchTemplateBudget:
+    """The CPU one batch's template renders may use together: each render has its own budget
+    (``deliveries.templating``), and 500 hostile ones would hold a web thread for 50 s. Past it,
+    the batch's remaining template messages are refused (``template_too_expensive``) unrendered;
+    a batch of ordinary templates (a fraction of a millisecond each) never comes near it."""
+
+    RENDERS = 10  # the batch may use as much CPU as this many renders at their limit
+
+    def __init__(self) -> None:
+        self.seconds = self.RENDERS * conf.template_cpu_seconds()
+        self._used = 0.0
+
+    def charge(self, seconds: float) -> None:
+        self._used += seconds
+
+    def spent(self) -> bool:
+        return self._used >= self.seconds
 
 
 def _merged(defaults: dict, item: dict) -> dict:

@@ -76,3 +76,20 @@ def test_a_template_of_unclosed_braces_is_saved_quickly(acme):
     response = acme.api.post("/api/v1/templates", payload, format="json")
     assert time.perf_counter() - started < GENEROUS_SECONDS
     assert response.status_code == 201, response.content
+
+
+def test_a_batch_of_hostile_templates_stops_rendering_once_its_budget_is_used(acme):
+    # Each render may use 0.1 s; the batch as much as ten of them together, not 500 x 0.1 s.
+    Template.objects.create(client=acme.client, name="cubic", subject="Hi", text=CUBIC)
+    messages = [hostile_send() for _ in range(60)] + [
+        {"from": "no-reply@shop.test", "to": ["ann@example.com"], "subject": "s", "text": "t"}
+    ]
+    started = time.process_time()
+    response = acme.api.post("/api/v1/messages/batch", {"messages": messages}, format="json")
+    assert time.process_time() - started < 3.0  # 60 renders at the limit would take 6 s
+    assert response.status_code == 207, response.content
+    results = response.json()["results"]
+    codes = [r["error"]["errors"][0]["code"] for r in results[:60]]
+    assert codes == ["template_too_expensive"] * 60
+    assert any("used up their CPU budget" in r["error"]["detail"] for r in results[:60])
+    assert results[60]["status"] == "queued"  # a message without a template is not held up
