@@ -1123,12 +1123,18 @@ class EventListSerializer(serializers.Serializer):
 class MetadataFilterField(CharField):
     def to_internal_value(self, data) -> tuple[str, str]:
         text = super().to_internal_value(data)
+        # A CharField's checks (length, NUL, surrogates) are for the text: run after
+        # to_internal_value, as DRF runs them, they would see the (key, value) pair.
+        super().run_validators(text)
         key, sep, value = text.partition(":")
         if not sep or not _METADATA_KEY.match(key):
             raise serializers.ValidationError(
                 "Write metadata filters as key:value.", code="invalid_metadata_filter"
             )
         return key, value
+
+    def run_validators(self, value) -> None:
+        """Run on the text already, by ``to_internal_value``."""
 
 
 class ChoicesField(serializers.ListField):

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from django.http import JsonResponse
-from django.views.defaults import page_not_found as django_page_not_found
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ErrorDetail, NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.errors import problem
 from api.idempotency import idempotent
 from api.pagination import CursorPage
-from api.schema import IDEMPOTENCY_KEY, PROBLEM_MEDIA_TYPE, REPLAYED, problem_responses
+from api.schema import IDEMPOTENCY_KEY, REPLAYED, problem_responses
 from api.serializers import (
     BatchResultSerializer,
     BatchSerializer,
@@ -506,17 +503,3 @@ class SuppressionDetail(APIView):
         if not suppression_remove(client=request.client, address=address):
             raise self._not_found()
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-# -- not found ----------------------------------------------------------------------------------
-
-
-def page_not_found(request, exception):
-    """Django's 404 for pages; the problem shape for anything under /api/ (a mistyped id too)."""
-    if request.path.startswith("/api/"):
-        return JsonResponse(
-            problem(status_code=404, code="not_found", detail="No such endpoint or object."),
-            status=404,
-            content_type=PROBLEM_MEDIA_TYPE,
-        )
-    return django_page_not_found(request, exception)

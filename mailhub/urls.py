@@ -15,4 +15,8 @@ urlpatterns = [
     path("api/v1/", include("webhooks.urls")),
 ]
 
-handler404 = "api.views.page_not_found"
+# Under /api/ every error is a problem (application/problem+json), even one no view raised.
+handler400 = "api.errors.bad_request"
+handler403 = "api.errors.permission_denied"
+handler404 = "api.errors.page_not_found"
+handler500 = "api.errors.server_error"
