@@ -87,7 +87,8 @@ def check_header_text(value: str, *, what: str) -> str:
 
 def _decodings(*, charset: str, encoding: str, payload: str) -> list[bytes | str]:
     """Every text the library could make of one encoded word (one for q; for b, each of its
-    lenient base64 readings), decoded in the word's charset as the library decodes it."""
+    lenient base64 readings and the payload itself), decoded in the word's charset as the
+    library decodes it."""
     raw = payload.encode("utf-8", "surrogatepass")
     kind = encoding.lower()
     if kind == "q":
@@ -95,7 +96,8 @@ def _decodings(*, charset: str, encoding: str, payload: str) -> list[bytes | str
             _Q_ESCAPE.sub(lambda m: bytes.fromhex(m[1].decode()), raw.replace(b"_", b" "))
         ]
     elif kind == "b":
-        candidates = []
+        # Base64 it cannot read, the library decodes as it stands, in the charset all the same.
+        candidates = [raw]
         for padded in (raw + b"==="[: -len(raw) % 4 or 0], raw, raw + b"=="):
             try:
                 candidates.append(base64.b64decode(padded, validate=False))

@@ -117,14 +117,20 @@ def build_mime(
 
 
 def header_field(name: str, value: str) -> bytes:
-    """One header field as ``build_mime`` writes it, CRLF-terminated. Raises ``HeaderTextError``
-    for a value the header rule refuses; the library may raise more than ValueError on garbage
-    that passes the rule, which is why validation builds each header-bound value once too."""
+    """One header field as ``build_mime`` writes it, CRLF-terminated, or ``HeaderTextError``
+    for a value the header rule refuses or the library cannot write (which is why validation
+    builds header-bound values the library could trip on once too)."""
     if _is_plain(name, value):  # printable ASCII on one line: nothing to check
         return f"{name}: {value}\r\n".encode("ascii")
     check_header_text(value, what=f"the {name} header")
-    # Encoded words, quoting, folding: the library's.
-    folded = _POLICY.fold_binary(name, _POLICY.header_store_parse(name, value)[1])
+    # Encoded words, quoting, folding: the library's. On some garbage it fails with errors as
+    # varied as IndexError and AttributeError; all of them say the same: not writable.
+    try:
+        folded = _POLICY.fold_binary(name, _POLICY.header_store_parse(name, value)[1])
+    except Exception as exc:
+        raise HeaderTextError(
+            f"the {name} header cannot be written ({type(exc).__name__}: {exc})"
+        ) from exc
     return _one_field(name, folded)
 
 
@@ -139,8 +145,8 @@ def address_field(name: str, value: str, *, names: Iterable[str]) -> bytes:
     folded = header_field(name, value)
     if any(map(display_name_may_misfold, names)):
         try:
-            wanted = _addr_specs(_POLICY.header_factory(name, value))
-            written = _addr_specs(_READER.parsebytes(folded + _CRLF)[name])
+            wanted = _mailboxes(_POLICY.header_factory(name, value))
+            written = _mailboxes(_READER.parsebytes(folded + _CRLF)[name])
         except Exception:  # the library fails to read some garbage with more than ValueError
             written, wanted = [], [None]
         if written != wanted:
@@ -171,8 +177,14 @@ def _sender_name(sender: str) -> str:
     return name if "=?" not in name else min(_readings(name), key=lambda text: "=?" in text)
 
 
-def _addr_specs(header: object) -> list[str]:
-    return [address.addr_spec for address in getattr(header, "addresses", ())]
+def _mailboxes(header: object) -> list[tuple[bool, str]]:
+    """Each address, and whether it stands in a group (a display name with a colon written
+    unquoted turns into one: "Name: ann@example.com;")."""
+    return [
+        (group.display_name is not None, address.addr_spec)
+        for group in getattr(header, "groups", ())
+        for address in group.addresses
+    ]
 
 
 def _one_field(name: str, folded: bytes) -> bytes:

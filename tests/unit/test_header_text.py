@@ -23,6 +23,7 @@ HOSTILE = {
     "base64 CRLF without padding": "=?utf-8?b?DQo?=",
     "utf-7 spells CRLF without a control byte": "=?utf-7?q?+AA0ACg-Bcc:x?=",
     "unicode_escape spells LF": "=?unicode_escape?q?a\\nBcc: x?=",
+    "base64 the library cannot read, decoded as it stands": "=?unicode_escape?b?a%\\4b?=",
     "encoded U+2028": "=?utf-8?q?a=E2=80=A8b?=",
     "encoded NEL in latin-1": "=?iso-8859-1?q?a=85b?=",
     "encoded NUL": "=?utf-8?q?a=00b?=",
