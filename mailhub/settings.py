@@ -279,10 +279,6 @@ MAILHUB_TASK_BATCH_SIZE = env_int("MAILHUB_TASK_BATCH_SIZE", 20, minimum=1)
 MAILHUB_MAX_RECIPIENTS = env_int("MAILHUB_MAX_RECIPIENTS", 50, minimum=1)
 MAILHUB_MAX_BODY_BYTES = env_int("MAILHUB_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 MAILHUB_MAX_HEADERS = env_int("MAILHUB_MAX_HEADERS", 50, minimum=0)
-
-# --- Embedded capture server (the default relay) ------------------------------------------------
-MAILHUB_CAPTURE_DIR = Path(env_str("MAILHUB_CAPTURE_DIR", str(BASE_DIR / "var" / "mail")))
-
 # Clients' templates are rendered in the web process while the client waits: one render (the
 # three parts together), and one compilation of a saved template, may use this much of the
 # thread's CPU time, and each part may come to this many characters. Past either the send (or
@@ -291,6 +287,10 @@ MAILHUB_TEMPLATE_CPU_SECONDS = env_float("MAILHUB_TEMPLATE_CPU_SECONDS", 0.1, mi
 MAILHUB_TEMPLATE_MAX_OUTPUT_CHARS = env_int(
     "MAILHUB_TEMPLATE_MAX_OUTPUT_CHARS", 2 * 1024 * 1024, minimum=1024
 )
+
+# --- Embedded capture server (the default relay) ------------------------------------------------
+MAILHUB_CAPTURE_DIR = Path(env_str("MAILHUB_CAPTURE_DIR", str(BASE_DIR / "var" / "mail")))
+
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-deliveries": {
         "task": "deliveries.tasks.dispatch_due",
