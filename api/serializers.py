@@ -479,6 +479,9 @@ def _unstorable_string_at(value: Any, *, path: str) -> str | None:
 TemplateResolver = Callable[[str], Template | None]
 
 
+_SLUG = re.compile(r"[-a-zA-Z0-9_]+")  # what DRF's SlugField accepts
+
+
 class TemplateLookup:
     """Finds a client's templates by name, once per name per request (a batch reuses them)."""
 
@@ -487,14 +490,20 @@ class TemplateLookup:
         self._found: dict[str, Template | None] = {}
 
     def prefetch(self, names: Iterable[str]) -> None:
-        wanted = {name for name in names if isinstance(name, str) and name not in self._found}
+        # Only names the template field can accept (slugs): any other is refused before the
+        # lookup, and one holding a NUL or a lone surrogate cannot even be sent to Postgres.
+        wanted = {
+            name
+            for name in names
+            if isinstance(name, str) and _SLUG.fullmatch(name) and name not in self._found
+        }
         if wanted:
             found = templates_by_name(client=self.client, names=wanted)
             self._found.update({name: found.get(name) for name in wanted})
 
     def __call__(self, name: str) -> Template | None:
         self.prefetch([name])
-        return self._found[name]
+        return self._found.get(name)
 
 
 _TEMPLATE_PARTS = ("subject", "text", "html")

@@ -331,4 +331,10 @@ def make_message_id(*, unique: str, sender_address: str) -> str:
     # the address was validated on the way in, so it is not parsed again (a fifth of an accept's
     # validation cost when it was).
     _, at, domain = sender_address.rpartition("@")
-    return f"<{unique}@{domain if at and domain else 'mailhub.invalid'}>"
+    message_id = f"<{unique}@{domain if at and domain else 'mailhub.invalid'}>"
+    # A domain may be nearly as long as an address (254); the column holds 255.
+    return message_id if len(message_id) <= MAX_MESSAGE_ID else f"<{unique}@mailhub.invalid>"
+
+
+#: The width of ``Message.message_id``.
+MAX_MESSAGE_ID = 255
