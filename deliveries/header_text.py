@@ -39,7 +39,8 @@ class HeaderTextError(ValueError):
 
 
 class HeaderTextProblem(NamedTuple):
-    code: str  # "line_break" (any form splitlines() knows) or "control_character"
+    code: str  # "line_break" (any form splitlines() knows), "control_character" or
+    # "nested_encoded_words"
     reason: str  # which character, and where
 
     def __str__(self) -> str:
@@ -62,7 +63,7 @@ def header_text_problem(value: str, *, _level: int = 0) -> HeaderTextProblem | N
     for word in _ENCODED_WORD.finditer(value):
         if _level == _MAX_NESTING:
             return HeaderTextProblem(
-                "control_character", f"encoded words nested more than {_MAX_NESTING} deep"
+                "nested_encoded_words", f"nesting of encoded words deeper than {_MAX_NESTING}"
             )
         for decoded in _decodings(charset=word[2], encoding=word[3], payload=word[4]):
             if isinstance(decoded, bytes):

@@ -1,5 +1,6 @@
 """The header rule, and the MIME builder holding every header-bound value to it (no database)."""
 
+import base64
 import email
 import email.policy
 
@@ -67,6 +68,18 @@ def test_the_rule_refuses_every_line_break_and_control_character_even_encoded(va
 @pytest.mark.parametrize("value", BENIGN.values(), ids=BENIGN.keys())
 def test_the_rule_lets_ordinary_header_text_through(value):
     assert header_text_problem(value) is None
+
+
+def nested(text: str, levels: int) -> str:
+    for _ in range(levels):
+        text = "=?utf-8?b?" + base64.b64encode(text.encode()).decode() + "?="
+    return text
+
+
+def test_encoded_words_nested_three_deep_are_read_and_four_deep_refused():
+    assert header_text_problem(nested("harmless", 3)) is None
+    assert header_text_problem(nested("a\r\nBcc: x", 3)).code == "line_break"
+    assert header_text_problem(nested("harmless", 4)).code == "nested_encoded_words"
 
 
 def test_the_problem_names_the_kind_and_the_place():
