@@ -233,9 +233,7 @@ def _content(message: Message, attachments: list[Attachment]) -> tuple[bytes, by
         if plain is not None:
             return plain
     for part in attachments:
-        check_header_text(part.filename, what="an attachment's filename")
-        check_header_text(part.content_id, what="an attachment's content_id")
-        check_header_text(part.content_type, what="an attachment's content_type")
+        _check_part_text(part.filename, part.content_type, part.content_id)
     mime = EmailMessage(policy=_POLICY)
     _set_body(mime, message, attachments)
     # A message's content headers come out the same whether other headers precede them or not.
@@ -280,18 +278,31 @@ def _set_body(mime: EmailMessage, message: Message, attachments: list[Attachment
 
 def attachment_headers(*, filename: str, content_type: str, content_id: str) -> bytes:
     """The headers of one attachment's part, as ``build_mime`` writes them (or its error)."""
-    for value, what in ((filename, "filename"), (content_id, "content_id")):
-        check_header_text(value, what=f"an attachment's {what}")
+    _check_part_text(filename, content_type, content_id)
     part = EmailMessage(policy=_POLICY)
-    maintype, subtype = content_type.split("/", 1)
-    extra = {"cid": f"<{content_id}>", "disposition": "inline"} if content_id else {}
-    part.set_content(b"", maintype=maintype, subtype=subtype, filename=filename, **extra)
+    part.set_content(b"", **_part_args(filename, content_type, content_id))
     headers = part.as_bytes().split(_CRLF * 2, 1)[0] + _CRLF
     _refuse_stray_lines(headers)
     # The library quotes some decoded file names twice over (a backslash too many).
     if _READER.parsebytes(headers + _CRLF).get_filename() not in _readings(filename):
         raise HeaderTextError("an attachment's filename would not read back as given")
     return headers
+
+
+def _check_part_text(filename: str, content_type: str, content_id: str) -> None:
+    check_header_text(filename, what="an attachment's filename")
+    check_header_text(content_type, what="an attachment's content_type")
+    check_header_text(content_id, what="an attachment's content_id")
+
+
+def _part_args(filename: str, content_type: str, content_id: str) -> dict[str, str]:
+    """How a part is given to the library: an inline one (it has a content id) next to the
+    HTML, any other as an attachment (the library's default disposition for a file name)."""
+    maintype, subtype = content_type.split("/", 1)
+    args = {"maintype": maintype, "subtype": subtype, "filename": filename}
+    if content_id:
+        args |= {"cid": f"<{content_id}>", "disposition": "inline"}
+    return args
 
 
 def _readings(text: str) -> set[str]:
@@ -310,20 +321,13 @@ def _attach(mime: EmailMessage, attachments: list[Attachment]) -> None:
         html_part = mime.get_body(("html",))
         target = html_part if html_part is not None else mime
         for part in inline:
-            maintype, subtype = part.content_type.split("/", 1)
-            target.add_related(
-                bytes(part.content),
-                maintype=maintype,
-                subtype=subtype,
-                cid=f"<{part.content_id}>",
-                filename=part.filename,
-                disposition="inline",
-            )
+            target.add_related(bytes(part.content), **_part_args_of(part))
     for part in regular:
-        maintype, subtype = part.content_type.split("/", 1)
-        mime.add_attachment(
-            bytes(part.content), maintype=maintype, subtype=subtype, filename=part.filename
-        )
+        mime.add_attachment(bytes(part.content), **_part_args_of(part))
+
+
+def _part_args_of(part: Attachment) -> dict[str, str]:
+    return _part_args(part.filename, part.content_type, part.content_id)
 
 
 def make_message_id(*, unique: str, sender_address: str) -> str:
