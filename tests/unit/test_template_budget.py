@@ -329,8 +329,12 @@ def test_a_normal_template_renders_as_plain_django_renders_it():
     assert rendered.text.startswith("Hello Ann <& Co>,\n\n- 2 x Pen & ink: 3.50 EUR\n")
 
 
-def test_a_normal_template_renders_with_a_budget_ten_times_smaller(settings):
-    settings.MAILHUB_TEMPLATE_CPU_SECONDS = 0.01
+def test_a_normal_template_renders_with_a_fifth_of_the_default_budget(settings):
+    # Warm first: the first render of a process also imports filter modules and fills caches
+    # (4 ms here, against 1.3 ms after), which is not the template's cost. A fifth, not a
+    # tenth: CPU time itself swells on a loaded machine, and this must not fail on one.
+    assert outcome(RECEIPT_CONTEXT, **RECEIPT) == "rendered"
+    settings.MAILHUB_TEMPLATE_CPU_SECONDS = 0.02
     settings.MAILHUB_TEMPLATE_MAX_OUTPUT_CHARS = 1024
     assert outcome(RECEIPT_CONTEXT, **RECEIPT) == "rendered"
 
