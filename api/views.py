@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from api.idempotency import idempotent
 from api.pagination import CursorPage
 from api.schema import IDEMPOTENCY_KEY, REPLAYED, problem_responses
-from api.serializers import (
+from api.serializers.intake import (
     BatchResultSerializer,
     BatchSerializer,
     CancelResultSerializer,

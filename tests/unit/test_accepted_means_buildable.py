@@ -13,7 +13,7 @@ from email.utils import formataddr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.serializers import MessageCreateSerializer
+from api.serializers.intake import MessageCreateSerializer
 from deliveries.header_text import header_text_problem
 from deliveries.mime import build_mime
 from deliveries.models import Attachment, Delivery, Message

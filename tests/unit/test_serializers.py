@@ -5,7 +5,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 
 from api.errors import field_errors
-from api.serializers import MessageCreateSerializer
+from api.serializers.intake import MessageCreateSerializer
 from deliveries.models import Delivery
 from deliveries.services import Recipient
 from tests.builders import message_payload

@@ -17,9 +17,9 @@ import pytest
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 
-import api.serializers as module
+import api.serializers.intake as module
 from api.errors import validation_problem
-from api.serializers import (
+from api.serializers.intake import (
     AddressField,
     BatchSerializer,
     CharField,

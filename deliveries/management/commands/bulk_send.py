@@ -7,7 +7,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from api.serializers import MessageCreateSerializer, TemplateLookup
+from api.serializers.intake import MessageCreateSerializer, TemplateLookup
 from deliveries import operations
 from deliveries.management.commands._common import EXIT_PARTIAL, client_named, progress
 from deliveries.models import Priority
