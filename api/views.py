@@ -14,20 +14,21 @@ from rest_framework.views import APIView
 from api.idempotency import idempotent
 from api.pagination import CursorPage
 from api.schema import IDEMPOTENCY_KEY, REPLAYED, problem_responses
-from api.serializers.intake import (
+from api.serializers.answers import (
     BatchResultSerializer,
-    BatchSerializer,
     CancelResultSerializer,
     EventListSerializer,
     EventSerializer,
     MessageAcceptedSerializer,
-    MessageCreateSerializer,
     MessageDetailSerializer,
-    MessageFilterSerializer,
     MessageSummarySerializer,
-    SuppressionCreateSerializer,
-    SuppressionFilterSerializer,
     SuppressionSerializer,
+)
+from api.serializers.filters import MessageFilterSerializer, SuppressionFilterSerializer
+from api.serializers.intake import (
+    BatchSerializer,
+    MessageCreateSerializer,
+    SuppressionCreateSerializer,
     TemplateLookup,
     TemplateSerializer,
 )

@@ -30,7 +30,8 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import DEFAULT_ATTACHMENT_MIME_TYPE
 
-from api.serializers.intake import RESERVED_HEADERS, MessageCreateSerializer
+from api.serializers.fields import RESERVED_HEADERS
+from api.serializers.intake import MessageCreateSerializer
 from api.services import client_get_or_create
 from deliveries.operations import validation_summary
 from deliveries.services import AttachmentDraft, MessageDraft, messages_accept

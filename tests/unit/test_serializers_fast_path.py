@@ -17,15 +17,10 @@ import pytest
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 
-import api.serializers.intake as module
 from api.errors import validation_problem
-from api.serializers.intake import (
-    AddressField,
-    BatchSerializer,
-    CharField,
-    MessageCreateSerializer,
-    StrictSerializer,
-)
+from api.serializers import fields, intake
+from api.serializers.fields import AddressField, CharField, StrictSerializer
+from api.serializers.intake import BatchSerializer, MessageCreateSerializer
 from deliveries.models import Template
 
 
@@ -283,10 +278,10 @@ def test_threads_validating_at_once_each_get_their_own_answers():
 
 
 def test_each_thread_validates_with_fields_of_its_own():
-    here = module._message_fields()
-    assert module._message_fields() is here
+    here = intake._message_fields()
+    assert intake._message_fields() is here
     elsewhere = []
-    thread = threading.Thread(target=lambda: elsewhere.append(module._message_fields()))
+    thread = threading.Thread(target=lambda: elsewhere.append(intake._message_fields()))
     thread.start()
     thread.join()
     assert elsewhere[0] is not here
@@ -323,9 +318,9 @@ def test_our_char_field_refuses_what_drfs_refuses_with_the_same_words(value):
 
 
 def test_our_char_field_keeps_every_other_check_of_drfs():
-    ours = CharField(max_length=5, min_length=2, validators=[module._header_text_validator])
+    ours = CharField(max_length=5, min_length=2, validators=[fields.header_text_validator])
     drfs = serializers.CharField(
-        max_length=5, min_length=2, validators=[module._header_text_validator]
+        max_length=5, min_length=2, validators=[fields.header_text_validator]
     )
     assert [type(v).__name__ for v in ours.validators] == [
         "_SurrogateCheck" if type(v).__name__.startswith("ProhibitSurrogate") else type(v).__name__
@@ -407,7 +402,7 @@ TRICKY_ADDRESSES = [
 @pytest.mark.parametrize("text", TRICKY_ADDRESSES)
 def test_an_address_field_accepts_and_refuses_as_with_getaddresses(text, monkeypatch):
     fast = outcome(AddressField(), text)
-    monkeypatch.setattr(module, "_parse_addresses", lambda text: getaddresses([text]))
+    monkeypatch.setattr(fields, "_parse_addresses", lambda text: getaddresses([text]))
     assert fast == outcome(AddressField(), text)
 
 
@@ -426,8 +421,8 @@ def test_plain_addresses_parse_as_getaddresses_parses_them():
     noise = [random_text(rng, 'ab.@<> _-+"\\,;:()[]', 0, 14) for _ in range(20000)]
     plain = 0
     for text in [*TRICKY_ADDRESSES[:-1], *generated, *noise]:
-        assert module._parse_addresses(text) == getaddresses([text]), text
-        plain += bool(module._PLAIN_ADDRESS.match(text))
+        assert fields._parse_addresses(text) == getaddresses([text]), text
+        plain += bool(fields._PLAIN_ADDRESS.match(text))
     assert plain > 5000  # the fast form was taken, not only the fallback
 
 

@@ -1,0 +1,87 @@
+"""The query parameters of the list endpoints."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from api.serializers.fields import METADATA_KEY, CharField
+from deliveries.models import Priority, Suppression
+from deliveries.states import MessageStatus
+
+
+class MetadataFilterField(CharField):
+    def to_internal_value(self, data) -> tuple[str, str]:
+        text = super().to_internal_value(data)
+        # A CharField's checks (length, NUL, surrogates) are for the text: run after
+        # to_internal_value, as DRF runs them, they would see the (key, value) pair.
+        super().run_validators(text)
+        key, sep, value = text.partition(":")
+        if not sep or not METADATA_KEY.match(key):
+            raise serializers.ValidationError(
+                "Write metadata filters as key:value.", code="invalid_metadata_filter"
+            )
+        return key, value
+
+    def run_validators(self, value) -> None:
+        """Run on the text already, by ``to_internal_value``."""
+
+
+class ChoicesField(serializers.ListField):
+    """A repeated query parameter whose values may also be comma-separated: `a,b` or `a&b`."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, list) and all(isinstance(item, str) for item in data):
+            data = [part for item in data for part in item.split(",") if part]
+        return super().to_internal_value(data)
+
+
+class MessageFilterSerializer(serializers.Serializer):
+    status = ChoicesField(
+        child=serializers.ChoiceField(choices=MessageStatus.choices),
+        required=False,
+        help_text="Any of these statuses (repeated or comma-separated).",
+    )
+    priority = ChoicesField(
+        child=serializers.ChoiceField(choices=Priority.choices),
+        required=False,
+        help_text="Any of these priorities (repeated or comma-separated).",
+    )
+    recipient = serializers.EmailField(
+        required=False, help_text="Messages with this recipient (to, cc or bcc), any case."
+    )
+    tag = serializers.ListField(
+        child=CharField(max_length=64),
+        required=False,
+        help_text="Messages with all of these tags (repeat the parameter).",
+    )
+    metadata = serializers.ListField(
+        child=MetadataFilterField(max_length=600),
+        required=False,
+        help_text="`key:value`: messages whose metadata has this value (repeat: all of them).",
+    )
+    created_after = serializers.DateTimeField(
+        required=False, help_text="Created at or after this time (ISO 8601)."
+    )
+    created_before = serializers.DateTimeField(
+        required=False, help_text="Created before this time (ISO 8601)."
+    )
+
+    def filters(self) -> dict:
+        data = self.validated_data
+        return {
+            "statuses": data.get("status", []),
+            "priorities": data.get("priority", []),
+            "recipient": data.get("recipient"),
+            "tags": data.get("tag", []),
+            "metadata": dict(data.get("metadata", [])),
+            "created_after": data.get("created_after"),
+            "created_before": data.get("created_before"),
+        }
+
+
+class SuppressionFilterSerializer(serializers.Serializer):
+    reason = ChoicesField(
+        child=serializers.ChoiceField(choices=Suppression.Reason.choices),
+        required=False,
+        help_text="Any of these reasons (repeated or comma-separated).",
+    )
