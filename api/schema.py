@@ -1,6 +1,7 @@
 """The OpenAPI 3 schema (drf-spectacular): authentication, the problem shape of every error, and
 the error responses each operation can give, so that the schema states everything a client can
-receive (schemathesis checks exactly that in tests/integration/test_api_schema.py)."""
+receive (schemathesis checks exactly that in tests/integration/test_api_schema.py); and the
+examples, parameters and problems that the views declare on their operations."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter
 from rest_framework import serializers
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -145,6 +146,104 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_requirement(self, auto_schema):
         return [{"bearerAuth": []}, {"apiKeyHeader": []}]
+
+
+# -- what the API's operations declare (api.views) ----------------------------------------------
+
+SEND_EXAMPLES = [
+    OpenApiExample(
+        "A verification code",
+        request_only=True,
+        value={
+            "from": "Shop <no-reply@shop.test>",
+            "to": ["Ann <ann@example.com>"],
+            "subject": "Your code is 123456",
+            "text": "Your verification code is 123456.",
+            "priority": "high",
+            "tags": ["verification"],
+            "metadata": {"user_id": "42"},
+        },
+    ),
+    OpenApiExample(
+        "Scheduled, with an attachment",
+        request_only=True,
+        value={
+            "from": "billing@shop.test",
+            "to": ["ann@example.com"],
+            "subject": "Your invoice",
+            "html": '<p>Invoice attached. <img src="cid:logo@shop"></p>',
+            "send_at": "2030-01-01T09:00:00Z",
+            "attachments": [
+                {
+                    "filename": "invoice.pdf",
+                    "content_type": "application/pdf",
+                    "content": "JVBERi0xLjQK",
+                },
+                {
+                    "filename": "logo.png",
+                    "content_type": "image/png",
+                    "content": "iVBORw0KGgo=",
+                    "disposition": "inline",
+                    "content_id": "logo@shop",
+                },
+            ],
+        },
+    ),
+]
+BATCH_EXAMPLES = [
+    OpenApiExample(
+        "Per-recipient variables",
+        request_only=True,
+        value={
+            "defaults": {
+                "from": "Shop <no-reply@shop.test>",
+                "subject": "Your order",
+                "text": "Thank you for your order.",
+                "tags": ["orders"],
+            },
+            "messages": [
+                {"to": ["ann@example.com"], "metadata": {"order": "A-1"}},
+                {"to": ["bob@example.com"], "metadata": {"order": "A-2"}},
+            ],
+        },
+    )
+]
+TEMPLATE_EXAMPLES = [
+    OpenApiExample(
+        "Welcome",
+        request_only=True,
+        value={
+            "name": "welcome",
+            "subject": "Welcome, {{ name }}",
+            "text": 'Hello {{ name|default:"there" }}, your code is {{ code }}.',
+            "html": "<p>Hello {{ name }}, your code is <b>{{ code }}</b>.</p>",
+        },
+    )
+]
+SUPPRESSION_EXAMPLES = [
+    OpenApiExample(
+        "Unsubscribed",
+        request_only=True,
+        value={"address": "ann@example.com", "reason": "unsubscribe", "detail": "footer link"},
+    )
+]
+
+#: ``problem_responses`` arguments: (status, what the problem means).
+IDEMPOTENCY_KEY_REUSED = (
+    422,
+    "`idempotency_key_reused`: the Idempotency-Key was used for another request.",
+)
+LOCATION = OpenApiParameter(
+    "Location",
+    location=OpenApiParameter.HEADER,
+    response=[202],
+    type=str,
+    description="The message's URL.",
+)
+TEMPLATE_EXISTS = (409, "`template_exists`: you have a template with this name.")
+SUPPRESSED_ADDRESS = OpenApiParameter(
+    "address", location=OpenApiParameter.PATH, description="The address, any case.", type=str
+)
 
 
 def _description() -> str:

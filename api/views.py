@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ErrorDetail, NotFound, ValidationError
 from rest_framework.response import Response
@@ -13,7 +13,19 @@ from rest_framework.views import APIView
 
 from api.idempotency import idempotent
 from api.pagination import CursorPage
-from api.schema import IDEMPOTENCY_KEY, REPLAYED, problem_responses
+from api.schema import (
+    BATCH_EXAMPLES,
+    IDEMPOTENCY_KEY,
+    IDEMPOTENCY_KEY_REUSED,
+    LOCATION,
+    REPLAYED,
+    SEND_EXAMPLES,
+    SUPPRESSED_ADDRESS,
+    SUPPRESSION_EXAMPLES,
+    TEMPLATE_EXAMPLES,
+    TEMPLATE_EXISTS,
+    problem_responses,
+)
 from api.serializers.answers import (
     BatchResultSerializer,
     CancelResultSerializer,
@@ -49,96 +61,6 @@ from deliveries.selectors import (
 )
 from deliveries.services import message_accept, message_cancel, messages_accept, suppression_add
 from deliveries.templating import TemplateProblem
-
-_SEND_EXAMPLES = [
-    OpenApiExample(
-        "A verification code",
-        request_only=True,
-        value={
-            "from": "Shop <no-reply@shop.test>",
-            "to": ["Ann <ann@example.com>"],
-            "subject": "Your code is 123456",
-            "text": "Your verification code is 123456.",
-            "priority": "high",
-            "tags": ["verification"],
-            "metadata": {"user_id": "42"},
-        },
-    ),
-    OpenApiExample(
-        "Scheduled, with an attachment",
-        request_only=True,
-        value={
-            "from": "billing@shop.test",
-            "to": ["ann@example.com"],
-            "subject": "Your invoice",
-            "html": '<p>Invoice attached. <img src="cid:logo@shop"></p>',
-            "send_at": "2030-01-01T09:00:00Z",
-            "attachments": [
-                {
-                    "filename": "invoice.pdf",
-                    "content_type": "application/pdf",
-                    "content": "JVBERi0xLjQK",
-                },
-                {
-                    "filename": "logo.png",
-                    "content_type": "image/png",
-                    "content": "iVBORw0KGgo=",
-                    "disposition": "inline",
-                    "content_id": "logo@shop",
-                },
-            ],
-        },
-    ),
-]
-_BATCH_EXAMPLES = [
-    OpenApiExample(
-        "Per-recipient variables",
-        request_only=True,
-        value={
-            "defaults": {
-                "from": "Shop <no-reply@shop.test>",
-                "subject": "Your order",
-                "text": "Thank you for your order.",
-                "tags": ["orders"],
-            },
-            "messages": [
-                {"to": ["ann@example.com"], "metadata": {"order": "A-1"}},
-                {"to": ["bob@example.com"], "metadata": {"order": "A-2"}},
-            ],
-        },
-    )
-]
-_TEMPLATE_EXAMPLES = [
-    OpenApiExample(
-        "Welcome",
-        request_only=True,
-        value={
-            "name": "welcome",
-            "subject": "Welcome, {{ name }}",
-            "text": 'Hello {{ name|default:"there" }}, your code is {{ code }}.',
-            "html": "<p>Hello {{ name }}, your code is <b>{{ code }}</b>.</p>",
-        },
-    )
-]
-_SUPPRESSION_EXAMPLES = [
-    OpenApiExample(
-        "Unsubscribed",
-        request_only=True,
-        value={"address": "ann@example.com", "reason": "unsubscribe", "detail": "footer link"},
-    )
-]
-
-_IDEMPOTENCY_422 = (
-    422,
-    "`idempotency_key_reused`: the Idempotency-Key was used for another request.",
-)
-_LOCATION = OpenApiParameter(
-    "Location",
-    location=OpenApiParameter.HEADER,
-    response=[202],
-    type=str,
-    description="The message's URL.",
-)
 
 
 def _page(view: generics.GenericAPIView, queryset, serializer_class) -> Response:
@@ -182,11 +104,11 @@ class MessageCollection(generics.GenericAPIView):
         "MAILHUB_MAX_BODY_BYTES (1 MiB) per body, MAILHUB_MAX_HEADERS (50) custom headers, "
         "attachments, tags and metadata as described on their fields.",
         request=MessageCreateSerializer,
-        examples=_SEND_EXAMPLES,
-        parameters=[IDEMPOTENCY_KEY, REPLAYED, _LOCATION],
+        examples=SEND_EXAMPLES,
+        parameters=[IDEMPOTENCY_KEY, REPLAYED, LOCATION],
         responses={
             202: OpenApiResponse(MessageAcceptedSerializer, description="Accepted."),
-            **problem_responses(_IDEMPOTENCY_422),
+            **problem_responses(IDEMPOTENCY_KEY_REUSED),
         },
     )
     @idempotent
@@ -215,12 +137,12 @@ class MessageBatch(APIView):
         "as a whole (not an object, no messages, more than MAILHUB_MAX_BATCH_MESSAGES) is a "
         "400 problem. A batch counts as one request for the rate limit.",
         request=BatchSerializer,
-        examples=_BATCH_EXAMPLES,
+        examples=BATCH_EXAMPLES,
         parameters=[IDEMPOTENCY_KEY, REPLAYED],
         responses={
             202: OpenApiResponse(BatchResultSerializer, description="All accepted."),
             207: OpenApiResponse(BatchResultSerializer, description="Some or all refused."),
-            **problem_responses(_IDEMPOTENCY_422),
+            **problem_responses(IDEMPOTENCY_KEY_REUSED),
         },
     )
     @idempotent
@@ -269,7 +191,7 @@ class MessageCancel(APIView):
         "lists nothing.",
         request=None,
         parameters=[IDEMPOTENCY_KEY, REPLAYED],
-        responses={200: CancelResultSerializer, **problem_responses(_IDEMPOTENCY_422)},
+        responses={200: CancelResultSerializer, **problem_responses(IDEMPOTENCY_KEY_REUSED)},
     )
     @idempotent
     def post(self, request, message_id: UUID):
@@ -317,9 +239,6 @@ def _template_problem(exc: TemplateProblem) -> ValidationError:
     )
 
 
-_TEMPLATE_409 = (409, "`template_exists`: you have a template with this name.")
-
-
 class TemplateCollection(generics.GenericAPIView):
     pagination_class = CursorPage
     serializer_class = TemplateSerializer
@@ -345,11 +264,11 @@ class TemplateCollection(generics.GenericAPIView):
         "template prints but the context lacks is a 400 `missing_variable` "
         '(`{{ x|default:"" }}` allows an empty one).',
         request=TemplateSerializer,
-        examples=_TEMPLATE_EXAMPLES,
+        examples=TEMPLATE_EXAMPLES,
         parameters=[IDEMPOTENCY_KEY, REPLAYED],
         responses={
             201: TemplateSerializer,
-            **problem_responses(_TEMPLATE_409, _IDEMPOTENCY_422),
+            **problem_responses(TEMPLATE_EXISTS, IDEMPOTENCY_KEY_REUSED),
         },
     )
     @idempotent
@@ -392,7 +311,7 @@ class TemplateDetail(APIView):
         description="Parts left out become empty. Mail already accepted keeps what it was "
         "rendered to.",
         request=TemplateSerializer,
-        responses={200: TemplateSerializer, **problem_responses(_TEMPLATE_409)},
+        responses={200: TemplateSerializer, **problem_responses(TEMPLATE_EXISTS)},
     )
     def put(self, request, name: str):
         return self._update(request, name, partial=False)
@@ -401,7 +320,7 @@ class TemplateDetail(APIView):
         operation_id="templates_partial_update",
         summary="Change some parts of a template",
         request=TemplateSerializer,
-        responses={200: TemplateSerializer, **problem_responses(_TEMPLATE_409)},
+        responses={200: TemplateSerializer, **problem_responses(TEMPLATE_EXISTS)},
     )
     def patch(self, request, name: str):
         return self._update(request, name, partial=True)
@@ -446,12 +365,12 @@ class SuppressionCollection(generics.GenericAPIView):
         description="Mail to it is then recorded as `suppressed` and never sent. **201** when "
         "added, **200** when it already was (its first reason is kept).",
         request=SuppressionCreateSerializer,
-        examples=_SUPPRESSION_EXAMPLES,
+        examples=SUPPRESSION_EXAMPLES,
         parameters=[IDEMPOTENCY_KEY, REPLAYED],
         responses={
             201: SuppressionSerializer,
             200: SuppressionSerializer,
-            **problem_responses(_IDEMPOTENCY_422),
+            **problem_responses(IDEMPOTENCY_KEY_REUSED),
         },
     )
     @idempotent
@@ -473,11 +392,6 @@ class SuppressionCollection(generics.GenericAPIView):
         )
 
 
-_ADDRESS = OpenApiParameter(
-    "address", location=OpenApiParameter.PATH, description="The address, any case.", type=str
-)
-
-
 class SuppressionDetail(APIView):
     def _not_found(self) -> NotFound:
         return NotFound("This address is not suppressed.", code="suppression_not_found")
@@ -485,7 +399,7 @@ class SuppressionDetail(APIView):
     @extend_schema(
         operation_id="suppressions_retrieve",
         summary="Whether an address is suppressed, and why",
-        parameters=[_ADDRESS],
+        parameters=[SUPPRESSED_ADDRESS],
         responses={200: SuppressionSerializer},
     )
     def get(self, request, address: str):
@@ -497,7 +411,7 @@ class SuppressionDetail(APIView):
     @extend_schema(
         operation_id="suppressions_destroy",
         summary="Allow mail to an address again",
-        parameters=[_ADDRESS],
+        parameters=[SUPPRESSED_ADDRESS],
         responses={204: None},
     )
     def delete(self, request, address: str):
