@@ -3,6 +3,7 @@ from django.urls import path
 from api import views
 
 urlpatterns = [
+    path("", views.ApiIndex.as_view(), name="api-index"),
     path("messages", views.MessageCollection.as_view(), name="message-collection"),
     path("messages/batch", views.MessageBatch.as_view(), name="message-batch"),
     path("messages/<uuid:message_id>", views.MessageDetail.as_view(), name="message-detail"),

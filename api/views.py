@@ -1,13 +1,19 @@
 """The REST API. Each view parses input, calls one service or selector, and shapes the answer;
-every queryset starts from ``request.client``, so a client only ever sees its own data."""
+every queryset starts from ``request.client``, so a client only ever sees its own data. The one
+view without a key, ``ApiIndex`` (``GET /api/v1/``), lists the endpoints and shows no data."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from uuid import UUID
 
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from drf_spectacular.settings import spectacular_settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ErrorDetail, NotFound, ValidationError
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -72,6 +78,66 @@ def _page(view: generics.GenericAPIView, queryset, serializer_class) -> Response
 def _message_not_found() -> NotFound:
     # The same answer whether the id does not exist or belongs to another client.
     return NotFound("No such message.", code="message_not_found")
+
+
+# -- the index ----------------------------------------------------------------------------------
+
+#: The methods an endpoint may answer to, in the order the index lists them.
+_METHODS = ("get", "post", "put", "patch", "delete")
+_PATH_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")  # <uuid:message_id>, written {message_id}
+
+
+def _routes(patterns: list, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:
+    """Every URL pattern below ``patterns`` with its whole route, e.g. ``api/v1/messages``."""
+    for entry in patterns:
+        route = prefix + str(entry.pattern)
+        if isinstance(entry, URLResolver):
+            yield from _routes(entry.url_patterns, route)
+        else:
+            yield route, entry
+
+
+class ApiIndex(APIView):
+    """``GET /api/v1/``: every endpoint below it with its methods, and where the docs are.
+
+    Public, as the schema and the docs pages it points to are (SPECTACULAR_SETTINGS'
+    SERVE_AUTHENTICATION and SERVE_PERMISSIONS): it is made from the URL configuration alone,
+    the same for everyone, with nothing of any client's in it. Not in the OpenAPI schema: it is
+    that schema's table of contents, like /api/schema/ and /api/docs/, which are not in it either.
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes: list = []
+
+    @extend_schema(exclude=True)
+    def get(self, request):
+        base = request.path_info.lstrip("/")  # api/v1/
+        endpoints = []
+        for route, pattern in _routes(get_resolver(getattr(request, "urlconf", None)).url_patterns):
+            view = getattr(pattern.callback, "view_class", None)
+            if view is None or view is ApiIndex or not route.startswith(base):
+                continue
+            endpoints.append(
+                {
+                    "name": pattern.name,
+                    "methods": [method.upper() for method in _METHODS if hasattr(view, method)],
+                    "url": request.path + _PATH_PARAMETER.sub(r"{\1}", route[len(base) :]),
+                }
+            )
+        return Response(
+            {
+                "title": spectacular_settings.TITLE,
+                "version": spectacular_settings.VERSION,
+                "authentication": "Authorization: Bearer <API key>, or X-Api-Key: <API key>",
+                "docs": {
+                    "swagger_ui": reverse("api-docs"),
+                    "redoc": reverse("api-redoc"),
+                    "openapi_schema": reverse("api-schema"),
+                },
+                "endpoints": endpoints,
+            }
+        )
 
 
 # -- messages -----------------------------------------------------------------------------------

@@ -268,7 +268,10 @@ def test_every_operation_of_the_url_conf_is_in_the_schema_and_fuzzed(acme):
         for method in operations
         if method in METHODS
     }
-    assert {(method, schema_path(route)) for method, route in OPERATIONS} == documented
+    # The API root is the schema's table of contents, left out of it on purpose (it is fuzzed
+    # all the same); tests/integration/test_api_index.py holds it to the schema.
+    in_url_conf = {(method, schema_path(route)) for method, route in OPERATIONS}
+    assert in_url_conf - {("get", "/api/v1/")} == documented
     assert set(WRITE_OPERATIONS) == set(BASES)
     assert len(OPERATIONS) >= 20  # the walk found the API
 
