@@ -1,6 +1,6 @@
 """A Django email backend that hands mail to Mailhub in-process.
 
-    EMAIL_BACKEND = "deliveries.backends.MailhubBackend"
+    EMAIL_BACKEND = "api.backends.MailhubBackend"
 
 ``send_mail``, ``EmailMessage`` (attachments included, inline ``Content-ID`` parts too) and
 ``EmailMultiAlternatives`` become queued Mailhub messages of the client named by
@@ -30,9 +30,9 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import DEFAULT_ATTACHMENT_MIME_TYPE
 
+from api.errors import validation_summary
 from api.serializers import RESERVED_HEADERS, MessageCreateSerializer
 from api.services import client_get_or_create
-from deliveries.operations import validation_summary
 from deliveries.services import AttachmentDraft, MessageDraft, messages_accept
 
 logger = logging.getLogger(__name__)

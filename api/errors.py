@@ -95,16 +95,23 @@ def field_errors(detail: Any, path: str = "") -> list[dict]:
     ]
 
 
+def _summary(errors: list[dict]) -> str:
+    return "; ".join(
+        f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors
+    )
+
+
+def validation_summary(detail: Any) -> str:
+    """DRF validation errors as one line, ``field: message; field: message``: the ``detail`` of
+    their problem, for entry points that answer in text (the email backend, ``bulk_send``)."""
+    return _summary(field_errors(detail))
+
+
 def validation_problem(detail: Any, *, status_code: int = 400) -> dict:
     """The problem for DRF validation errors (also used per item of a batch)."""
     errors = field_errors(detail)
     return problem(
-        status_code=status_code,
-        code="validation_error",
-        detail="; ".join(
-            f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors
-        ),
-        errors=errors,
+        status_code=status_code, code="validation_error", detail=_summary(errors), errors=errors
     )
 
 

@@ -80,6 +80,16 @@ class MessageStatus(models.TextChoices):
     SUPPRESSED = "suppressed", "suppressed"
 
 
+#: Message statuses after which nothing will happen to a message any more.
+FINISHED_MESSAGE_STATUSES = (
+    MessageStatus.DELIVERED,
+    MessageStatus.PARTIALLY_DELIVERED,
+    MessageStatus.BOUNCED,
+    MessageStatus.FAILED,
+    MessageStatus.CANCELLED,
+    MessageStatus.SUPPRESSED,
+)
+
 # While any delivery is still moving, the message shows the most advanced of the moving states.
 _IN_FLIGHT_ORDER = [S.SENDING, S.QUEUED, S.DEFERRED, S.SCHEDULED]
 # All final and not all the same, without a delivered one: the worst outcome present.

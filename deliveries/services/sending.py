@@ -40,7 +40,7 @@ from deliveries.policy import (
     is_hard_bounce,
     is_relay_fault,
 )
-from deliveries.services.accept import suppression_add
+from deliveries.services.suppressions import suppression_add
 from deliveries.services.transitions import (
     Outcome,
     deliveries_cancel_if_requested,
