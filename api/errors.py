@@ -29,6 +29,7 @@ from rest_framework.views import exception_handler
 
 from api.schema import PROBLEM_MEDIA_TYPE
 from deliveries.errors import MailhubError
+from deliveries.templating import TemplateProblem
 
 PROBLEM_BASE = "https://mailhub.dev/problems/"
 # Where Django writes its own "Internal Server Error" lines, so that alerting on it still works.
@@ -115,7 +116,23 @@ def validation_problem(detail: Any, *, status_code: int = 400) -> dict:
     )
 
 
+def template_problem_detail(exc: TemplateProblem) -> dict[str, list[exceptions.ErrorDetail]]:
+    """A template's problems as DRF's validation errors, by the field of the request at fault:
+    a part of the template being saved, or the ``template`` or ``context`` of mail being sent.
+    The exception handler answers with it; a serializer raises it inside its validation."""
+    return {
+        field: [exceptions.ErrorDetail(message, code=code) for code, message in errors]
+        for field, errors in exc.by_input().items()
+    }
+
+
 def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, TemplateProblem):
+        return Response(
+            validation_problem(template_problem_detail(exc)),
+            status=exc.status,
+            content_type=PROBLEM_MEDIA_TYPE,
+        )
     if isinstance(exc, MailhubError):
         return Response(
             problem(status_code=exc.status, code=exc.code, detail=exc.message, **exc.extra),
