@@ -99,3 +99,72 @@ def test_a_message_the_api_would_refuse_is_refused_naming_the_field(changes, fie
 
     with pytest.raises(InvalidEmail, match=rf"{field.replace('[', '.').replace(']', '.')}"):
         email_to_draft(EmailMessage(**fields))
+
+
+def _with_attachments(*parts) -> EmailMessage:
+    email = EmailMessage("Files", "See attached.", "no-reply@shop.test", ["ann@example.com"])
+    for part in parts:
+        if isinstance(part, MIMEImage):
+            email.attach(part)
+        else:
+            email.attach(*part)
+    return email
+
+
+@pytest.mark.parametrize(
+    ("limits", "parts", "field"),
+    [
+        ({"MAILHUB_MAX_ATTACHMENTS": 1}, [("a.txt", b"a", "text/plain")] * 2, "attachments:"),
+        (
+            {"MAILHUB_MAX_ATTACHMENT_BYTES": 3},
+            [("a.txt", b"a", "text/plain"), ("b.txt", b"four", "text/plain")],
+            r"attachments\[1\].content:",
+        ),
+        (
+            {"MAILHUB_MAX_ATTACHMENTS_BYTES": 5},
+            [("a.txt", b"abc", "text/plain"), ("b.txt", b"def", "text/plain")],
+            "attachments:",
+        ),
+    ],
+)
+def test_attachments_are_held_to_the_api_s_limits(settings, limits, parts, field):
+    for name, value in limits.items():
+        setattr(settings, name, value)
+    with pytest.raises(InvalidEmail, match=field):
+        email_to_draft(_with_attachments(*parts))
+
+
+def test_two_inline_parts_with_one_content_id_are_refused():
+    logos = []
+    for _ in range(2):
+        logo = MIMEImage(b"\x89PNG\r\n\x1a\n fake", "png")
+        logo.add_header("Content-ID", "<logo@shop.test>")
+        logos.append(logo)
+    with pytest.raises(InvalidEmail, match="its own content_id"):
+        email_to_draft(_with_attachments(*logos))
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        ("bad\nname.txt", b"x", "text/plain"),
+        ("a.txt", b"x", "text/plain\r\nBcc: x@example.com"),
+    ],
+)
+def test_an_attachment_whose_headers_cannot_be_written_is_refused_at_once(part):
+    with pytest.raises(InvalidEmail, match=r"attachments\[0\]"):
+        email_to_draft(_with_attachments(part))
+
+
+def test_unlike_the_api_a_part_may_have_no_name_and_be_an_attached_message():
+    forwarded = EmailMessage("Original", "Hello", "ann@example.com", ["bob@example.com"])
+    logo = MIMEImage(b"\x89PNG\r\n\x1a\n fake", "png")
+    logo.add_header("Content-ID", "<logo@shop.test>")
+    email = _with_attachments(logo, (None, forwarded, "message/rfc822"))
+
+    draft = email_to_draft(email)
+
+    assert [(a.filename, a.content_type) for a in draft.attachments] == [
+        ("", "image/png"),
+        ("", "message/rfc822"),
+    ]
