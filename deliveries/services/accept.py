@@ -41,7 +41,8 @@ class AttachmentDraft:
 
 @dataclass(frozen=True)
 class MessageDraft:
-    """A validated message, as ``api.serializers`` (or the email backend) hands it over."""
+    """A validated message, as an entry point (the REST API, the email backend, ``bulk_send``)
+    hands it over."""
 
     sender: str
     recipients: Sequence[Recipient]

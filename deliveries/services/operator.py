@@ -60,6 +60,8 @@ class OperationResult:
 
 
 def chunked(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    """``items`` in slices of at most ``size``: the admin and the commands hand an operator
+    service one slice per call, so each transaction stays short."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
 

@@ -1,5 +1,6 @@
-"""The delivery state machine's only writer, the events it emits, the message roll-up, and
-cancelling (at once, or after the attempt under way)."""
+"""Moving deliveries through the state machine (``deliveries.states``): its three writers
+(``deliveries_transition``, ``deliveries_start``, ``deliveries_settle``) with the events they
+emit, the message roll-up, and cancelling (at once, or after the attempt under way)."""
 
 from __future__ import annotations
 
