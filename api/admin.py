@@ -16,7 +16,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from api.models import ApiKey, Client
 from api.services import api_key_create
-from deliveries.operations import api_keys_revoke
+from deliveries.services.operator import api_keys_revoke
 
 
 class ApiKeyInline(admin.TabularInline):

@@ -29,6 +29,7 @@ from rest_framework.views import exception_handler
 
 from api.schema import PROBLEM_MEDIA_TYPE
 from deliveries.errors import MailhubError
+from deliveries.templating import TemplateProblem
 
 PROBLEM_BASE = "https://mailhub.dev/problems/"
 # Where Django writes its own "Internal Server Error" lines, so that alerting on it still works.
@@ -95,20 +96,43 @@ def field_errors(detail: Any, path: str = "") -> list[dict]:
     ]
 
 
+def _summary(errors: list[dict]) -> str:
+    return "; ".join(
+        f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors
+    )
+
+
+def validation_summary(detail: Any) -> str:
+    """DRF validation errors as one line, ``field: message; field: message``: the ``detail`` of
+    their problem, for entry points that answer in text (the email backend, ``bulk_send``)."""
+    return _summary(field_errors(detail))
+
+
 def validation_problem(detail: Any, *, status_code: int = 400) -> dict:
     """The problem for DRF validation errors (also used per item of a batch)."""
     errors = field_errors(detail)
     return problem(
-        status_code=status_code,
-        code="validation_error",
-        detail="; ".join(
-            f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors
-        ),
-        errors=errors,
+        status_code=status_code, code="validation_error", detail=_summary(errors), errors=errors
     )
 
 
+def template_problem_detail(exc: TemplateProblem) -> dict[str, list[exceptions.ErrorDetail]]:
+    """A template's problems as DRF's validation errors, by the field of the request at fault:
+    a part of the template being saved, or the ``template`` or ``context`` of mail being sent.
+    The exception handler answers with it; a serializer raises it inside its validation."""
+    return {
+        field: [exceptions.ErrorDetail(message, code=code) for code, message in errors]
+        for field, errors in exc.by_input().items()
+    }
+
+
 def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, TemplateProblem):
+        return Response(
+            validation_problem(template_problem_detail(exc)),
+            status=exc.status,
+            content_type=PROBLEM_MEDIA_TYPE,
+        )
     if isinstance(exc, MailhubError):
         return Response(
             problem(status_code=exc.status, code=exc.code, detail=exc.message, **exc.extra),

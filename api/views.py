@@ -50,12 +50,6 @@ from api.serializers.intake import (
     TemplateLookup,
     TemplateSerializer,
 )
-from deliveries.catalog import (
-    suppression_remove,
-    template_create,
-    template_delete,
-    template_update,
-)
 from deliveries.selectors import (
     message_events_for_client,
     message_get_for_client,
@@ -65,7 +59,16 @@ from deliveries.selectors import (
     template_get_for_client,
     templates_for_client,
 )
-from deliveries.services import message_accept, message_cancel, messages_accept, suppression_add
+from deliveries.services import (
+    message_accept,
+    message_cancel,
+    messages_accept,
+    suppression_add,
+    suppression_remove,
+    template_create,
+    template_delete,
+    template_update,
+)
 from deliveries.templating import TemplateProblem
 
 

@@ -6,7 +6,7 @@ Built to stay fast with millions of messages: no changelist counts every row
 the exact count would be large), no column is read per row (related values come from the same
 query), and searches use exact values the indexes serve before any substring scan.
 
-Rows change only through actions, and actions only through ``deliveries.operations``: the state
+Rows change only through actions, and actions only through ``deliveries.services``: the state
 machine decides what may move, so a delivered delivery is never touched.
 """
 
@@ -29,12 +29,22 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from deliveries import operations
-from deliveries.catalog import suppression_remove
 from deliveries.metrics import count_or_estimate, dashboard
 from deliveries.mime import build_mime
 from deliveries.models import Attachment, Attempt, Delivery, Event, Message, Suppression, Template
-from deliveries.services import suppression_add
+from deliveries.services import (
+    CANCELLABLE,
+    REQUEUEABLE,
+    RETRYABLE,
+    OperationResult,
+    chunked,
+    deliveries_cancel,
+    deliveries_requeue,
+    deliveries_retry_now,
+    messages_resend,
+    suppression_add,
+    suppression_remove,
+)
 from deliveries.templating import TemplateProblem, template_check
 
 #: Deliveries handed to one service call (one transaction) by an action.
@@ -138,7 +148,7 @@ class DeliveryActions:
         queryset: QuerySet,
         *,
         statuses: Iterable[str],
-        operation: Callable[..., operations.OperationResult],
+        operation: Callable[..., OperationResult],
         verb: str,
         eligible: str,
     ) -> None:
@@ -148,8 +158,8 @@ class DeliveryActions:
             .order_by("id")
             .values_list("id", flat=True)
         )
-        result = operations.OperationResult()
-        for chunk in operations.chunked(ids, ACTION_CHUNK):
+        result = OperationResult()
+        for chunk in chunked(ids, ACTION_CHUNK):
             result.add(operation(delivery_ids=chunk))
         level = messages.SUCCESS if result.changed else messages.WARNING
         text = (
@@ -165,24 +175,24 @@ class DeliveryActions:
     retry_now = _delivery_action(
         "retry_now",
         "Retry now (failed and deferred deliveries)",
-        statuses=operations.RETRYABLE,
-        operation=operations.deliveries_retry_now,
+        statuses=RETRYABLE,
+        operation=deliveries_retry_now,
         verb="Queued for retry",
         eligible="failed or deferred",
     )
     requeue = _delivery_action(
         "requeue",
         "Requeue (publish queued deliveries again)",
-        statuses=operations.REQUEUEABLE,
-        operation=operations.deliveries_requeue,
+        statuses=REQUEUEABLE,
+        operation=deliveries_requeue,
         verb="Published again",
         eligible="queued",
     )
     cancel = _delivery_action(
         "cancel",
         "Cancel (deliveries not yet sent)",
-        statuses=operations.CANCELLABLE,
-        operation=operations.deliveries_cancel,
+        statuses=CANCELLABLE,
+        operation=deliveries_cancel,
         verb="Cancelled",
         eligible="scheduled, queued or deferred",
     )
@@ -450,7 +460,7 @@ class MessageAdmin(DeliveryActions, FastChangelist, ActionsOnlyAdmin):
                 messages.ERROR,
             )
             return
-        copies = operations.messages_resend(message_ids=message_ids)
+        copies = messages_resend(message_ids=message_ids)
         self.message_user(
             request,
             f"Accepted {len(copies)} new message(s), copies of the {len(message_ids)} selected.",

@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Upper
 
-from deliveries.states import ACTIVE, DeliveryStatus, MessageStatus
+from deliveries.states import ACTIVE, AttemptOutcome, DeliveryStatus, EventType, MessageStatus
 
 
 class Priority(models.TextChoices):
@@ -120,13 +120,7 @@ class Delivery(models.Model):
 class Attempt(models.Model):
     """One try at delivering to one recipient, written before SMTP is spoken."""
 
-    class Outcome(models.TextChoices):
-        PENDING = "pending", "pending"  # SMTP under way (or the worker died during it)
-        DELIVERED = "delivered", "delivered"
-        DEFERRED = "deferred", "deferred"
-        BOUNCED = "bounced", "bounced"
-        FAILED = "failed", "failed"
-        LOST = "lost", "lost"  # the worker's lease expired before it reported
+    Outcome = AttemptOutcome
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_set")
     number = models.PositiveIntegerField()
@@ -208,15 +202,7 @@ class Template(models.Model):
 class Event(models.Model):
     """One change of a delivery's fate, written in the transaction that made the change."""
 
-    class Type(models.TextChoices):
-        ACCEPTED = "accepted", "accepted"
-        SCHEDULED = "scheduled", "scheduled"
-        DELIVERED = "delivered", "delivered"
-        DEFERRED = "deferred", "deferred"
-        BOUNCED = "bounced", "bounced"
-        FAILED = "failed", "failed"
-        SUPPRESSED = "suppressed", "suppressed"
-        CANCELLED = "cancelled", "cancelled"
+    Type = EventType
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No index of its own: `event_client_created` starts with it (one index less per insert).

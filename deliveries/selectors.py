@@ -1,15 +1,19 @@
-"""Reads. Every query that answers a client starts from that client."""
+"""Reads. Every query that answers a client starts from that client; the operator's (the
+admin's and the management commands'), further down, see every client's mail."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.utils import timezone
 
 from api.models import Client
 from deliveries.models import Attempt, Delivery, Event, Message, Suppression, Template
+from deliveries.states import FINISHED_MESSAGE_STATUSES
 
 
 def message_get_for_client(*, client: Client, message_id: UUID) -> Message | None:
@@ -100,3 +104,69 @@ def suppressions_for_client(
 
 def suppression_get_for_client(*, client: Client, address: str) -> Suppression | None:
     return Suppression.objects.filter(client=client, address=address.lower()).first()
+
+
+# -- the operator's ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliverySelection:
+    """Which deliveries an operator means, as the commands' options name them.
+
+    Empty fields do not filter. Ages are measured from when the message was accepted, through
+    the index on ``Message.created_at``.
+    """
+
+    message_ids: Sequence[UUID] = ()
+    delivery_ids: Sequence[int] = ()
+    statuses: Sequence[str] = ()
+    domain: str = ""
+    older_than: timedelta | None = None
+    newer_than: timedelta | None = None
+    client: str = ""
+    priority: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.message_ids
+            or self.delivery_ids
+            or self.statuses
+            or self.domain
+            or self.older_than
+            or self.newer_than
+            or self.client
+            or self.priority
+        )
+
+
+def deliveries_select(*, selection: DeliverySelection, allowed: Sequence[str]) -> QuerySet:
+    """The deliveries the selection names, restricted to the ``allowed`` statuses."""
+    statuses = [s for s in (selection.statuses or allowed) if s in allowed]
+    queryset = Delivery.objects.filter(status__in=statuses)
+    now = timezone.now()
+    if selection.message_ids:
+        queryset = queryset.filter(message_id__in=selection.message_ids)
+    if selection.delivery_ids:
+        queryset = queryset.filter(id__in=selection.delivery_ids)
+    if selection.domain:
+        queryset = queryset.filter(address__iendswith="@" + selection.domain.lstrip("@"))
+    if selection.older_than is not None:
+        queryset = queryset.filter(message__created_at__lte=now - selection.older_than)
+    if selection.newer_than is not None:
+        queryset = queryset.filter(message__created_at__gte=now - selection.newer_than)
+    if selection.client:
+        queryset = queryset.filter(message__client__name=selection.client)
+    if selection.priority:
+        queryset = queryset.filter(message__priority=selection.priority)
+    return queryset
+
+
+def messages_purgeable(*, created_before: datetime, client: str = "") -> QuerySet:
+    """Finished messages accepted before the cutoff (range scan on ``Message.created_at``)."""
+    queryset = Message.objects.filter(
+        created_at__lt=created_before, status__in=FINISHED_MESSAGE_STATUSES
+    )
+    if client:
+        queryset = queryset.filter(client__name=client)
+    return queryset

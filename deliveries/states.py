@@ -1,8 +1,16 @@
-"""The delivery state machine: every status a recipient's delivery can have and the legal moves.
+"""The delivery state machine: every status a recipient's delivery can have, the legal moves,
+and the vocabulary that goes with a status: the event a delivery emits on reaching it, and the
+outcome an attempt that ends in it is recorded with.
 
-``deliveries.services.delivery_transition`` is the only code that writes ``Delivery.status``, and
-it refuses any move this table does not allow. The message's own status is derived from its
-deliveries' statuses by ``message_status_for``.
+Only ``deliveries.services`` writes ``Delivery.status``. A delivery is created in one of the
+``INITIAL`` statuses (``services.storing``, for accept), then moved by the three writers in
+``services.transitions``: ``deliveries_transition`` (any move, one or many rows),
+``deliveries_start`` (the claim, to `sending`) and ``deliveries_settle`` (the outcomes of
+attempts, many rows in one statement). Each updates only the rows whose current status may move
+to the target by ``TRANSITIONS``; a row in any other status (most often: another process moved it
+first) is skipped, not refused, and callers compare the count moved with the count asked for.
+Asking for a move the table does not have at all raises ``IllegalTransition``. The message's own
+status is derived from its deliveries' statuses by ``message_status_for``.
 """
 
 from __future__ import annotations
@@ -24,6 +32,30 @@ class DeliveryStatus(models.TextChoices):
     FAILED = "failed", "failed"
     CANCELLED = "cancelled", "cancelled"
     SUPPRESSED = "suppressed", "suppressed"  # the address is on the suppression list
+
+
+class EventType(models.TextChoices):
+    """What an ``Event`` (and a webhook) says happened to a delivery (``Event.Type``)."""
+
+    ACCEPTED = "accepted", "accepted"
+    SCHEDULED = "scheduled", "scheduled"
+    DELIVERED = "delivered", "delivered"
+    DEFERRED = "deferred", "deferred"
+    BOUNCED = "bounced", "bounced"
+    FAILED = "failed", "failed"
+    SUPPRESSED = "suppressed", "suppressed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+class AttemptOutcome(models.TextChoices):
+    """How one try at a delivery ended (``Attempt.Outcome``)."""
+
+    PENDING = "pending", "pending"  # SMTP under way (or the worker died during it)
+    DELIVERED = "delivered", "delivered"
+    DEFERRED = "deferred", "deferred"
+    BOUNCED = "bounced", "bounced"
+    FAILED = "failed", "failed"
+    LOST = "lost", "lost"  # the worker's lease expired before it reported
 
 
 S = DeliveryStatus
@@ -48,6 +80,40 @@ TRANSITIONS: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
 #: Statuses that will change again without anyone asking; the dispatcher's index covers these.
 ACTIVE = frozenset({S.SCHEDULED, S.QUEUED, S.SENDING, S.DEFERRED})
 FINAL = frozenset(S) - ACTIVE
+
+
+#: The event a delivery emits on reaching each status, whether moved there
+#: (``services.transitions``) or created in it (``EVENT_OF_CREATION``). None: the status is the
+#: engine's own business and reaching it tells a client nothing: `sending`, and `queued`, which a
+#: delivery reaches again whenever a task for it is due (released, retried, republished).
+EVENT_OF_STATUS: dict[DeliveryStatus, EventType | None] = {
+    S.SCHEDULED: EventType.SCHEDULED,
+    S.QUEUED: None,
+    S.SENDING: None,
+    S.DELIVERED: EventType.DELIVERED,
+    S.DEFERRED: EventType.DEFERRED,
+    S.BOUNCED: EventType.BOUNCED,
+    S.FAILED: EventType.FAILED,
+    S.CANCELLED: EventType.CANCELLED,
+    S.SUPPRESSED: EventType.SUPPRESSED,
+}
+
+#: The event of a delivery created in each initial status (``services.storing``): its status's
+#: own, and `accepted` for `queued`, whose own is none.
+EVENT_OF_CREATION: dict[DeliveryStatus, EventType] = {
+    status: EVENT_OF_STATUS[status] or EventType.ACCEPTED for status in sorted(INITIAL)
+}
+
+#: The outcome an attempt is recorded with, by the status it moved its delivery to: every status
+#: a move from `sending` reaches (``services.sending.attempts_record``). The other outcomes are
+#: not a status's: `pending` while the attempt is under way, `lost` when it never reported
+#: (whatever its delivery became then, ``services.sending.delivery_mark_lost``).
+ATTEMPT_OUTCOME_OF_STATUS: dict[DeliveryStatus, AttemptOutcome] = {
+    S.DELIVERED: AttemptOutcome.DELIVERED,
+    S.DEFERRED: AttemptOutcome.DEFERRED,
+    S.BOUNCED: AttemptOutcome.BOUNCED,
+    S.FAILED: AttemptOutcome.FAILED,
+}
 
 
 class IllegalTransition(ValueError):
@@ -79,6 +145,16 @@ class MessageStatus(models.TextChoices):
     CANCELLED = "cancelled", "cancelled"
     SUPPRESSED = "suppressed", "suppressed"
 
+
+#: Message statuses after which nothing will happen to a message any more.
+FINISHED_MESSAGE_STATUSES = (
+    MessageStatus.DELIVERED,
+    MessageStatus.PARTIALLY_DELIVERED,
+    MessageStatus.BOUNCED,
+    MessageStatus.FAILED,
+    MessageStatus.CANCELLED,
+    MessageStatus.SUPPRESSED,
+)
 
 # While any delivery is still moving, the message shows the most advanced of the moving states.
 _IN_FLIGHT_ORDER = [S.SENDING, S.QUEUED, S.DEFERRED, S.SCHEDULED]

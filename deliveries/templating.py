@@ -66,6 +66,7 @@ from django.template.defaulttags import ForNode, RegroupNode, WithNode
 from django.utils.safestring import SafeString
 
 from deliveries import conf
+from deliveries.errors import MailhubError
 
 PARTS = ("subject", "text", "html")
 
@@ -653,12 +654,30 @@ _ENGINE = _SandboxEngine(
 )
 
 
-class TemplateProblem(Exception):
-    """A template that cannot be saved or rendered; ``errors`` maps part -> (code, message)."""
+class TemplateProblem(MailhubError):
+    """A template that cannot be saved (``template_check``) or rendered (``template_render``,
+    with ``rendering`` set): the client's input, refused. ``errors`` maps each part at fault
+    (subject, text, html) to (code, message)."""
 
-    def __init__(self, errors: Mapping[str, tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{part}: {message}" for part, (_, message) in errors.items()))
+    def __init__(self, errors: Mapping[str, tuple[str, str]], *, rendering: bool = False) -> None:
+        super().__init__(
+            "; ".join(f"{part}: {message}" for part, (_, message) in errors.items()),
+            code="template_problem",
+        )
         self.errors = dict(errors)
+        self.rendering = rendering
+
+    def by_input(self) -> dict[str, list[tuple[str, str]]]:
+        """The errors by the input at fault, as (code, message) pairs. Checking, that is each
+        part given (``subject``, ``text``, ``html``); rendering, the ``context`` for a variable it
+        lacks and the ``template`` for anything else, each message then naming its part."""
+        if not self.rendering:
+            return {part: [error] for part, error in self.errors.items()}
+        inputs: dict[str, list[tuple[str, str]]] = {}
+        for part, (code, message) in self.errors.items():
+            at_fault = "context" if code == "missing_variable" else "template"
+            inputs.setdefault(at_fault, []).append((code, f"{part}: {message}"))
+        return inputs
 
 
 @dataclass(frozen=True)
@@ -678,7 +697,7 @@ class _Compiled:
 _TOO_DEEP = "The template or its context is nested too deeply."
 
 
-def _compile_parts(*, subject: str, text: str, html: str) -> _Compiled:
+def _compile_parts(*, subject: str, text: str, html: str, rendering: bool = False) -> _Compiled:
     """The three parts compiled on one budget; ``TemplateProblem`` naming each that fails."""
     budget = _new_budget(compiling=True)
     compiled: dict[str, Template] = {}
@@ -694,7 +713,7 @@ def _compile_parts(*, subject: str, text: str, html: str) -> _Compiled:
         except TemplateSyntaxError as exc:
             errors[part] = ("template_syntax", f"Template syntax error: {exc}")
     if errors:
-        raise TemplateProblem(errors)
+        raise TemplateProblem(errors, rendering=rendering)
     return _Compiled(**compiled)
 
 
@@ -719,7 +738,10 @@ class _CompiledCache:
             if compiled is not None:
                 self._items.move_to_end(key)
                 return compiled
-        compiled = _compile_parts(**{part: getattr(template, part) for part in PARTS})
+        # Compiled to be rendered: a problem now is the stored template's.
+        compiled = _compile_parts(
+            **{part: getattr(template, part) for part in PARTS}, rendering=True
+        )
         with self._lock:
             self.compilations += 1
             self._items[key] = compiled
@@ -736,7 +758,8 @@ def template_render(*, template, context: Mapping[str, Any]) -> Rendered:
 
     Raises ``TemplateProblem`` when a part prints a variable the context lacks, fails while
     rendering (a filter refusing its input, say), or goes past the budget
-    (``template_too_expensive``): that is the client's input, so a 400. The budget is for the
+    (``template_too_expensive``): that is the client's input, refused (``rendering`` set, see
+    ``TemplateProblem.by_input``). The budget is for the
     whole render, the three parts together; compiling, when the template is not cached yet, has
     a budget of its own.
     """
@@ -811,7 +834,7 @@ def _render_parts(compiled: _Compiled, context: Mapping[str, Any], budget: _Budg
         finally:
             _misses.reset(token)
     if errors:
-        raise TemplateProblem(errors)
+        raise TemplateProblem(errors, rendering=True)
     return Rendered(subject=out["subject"], text=out["text"], html=out["html"])
 
 

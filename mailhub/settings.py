@@ -409,8 +409,8 @@ CELERY_EVENT_EXCHANGE = f"{MAILHUB_QUEUE_PREFIX}celeryev"
 # /healthz and /readyz answer probes addressed by IP, whatever ALLOWED_HOSTS says.
 MIDDLEWARE.insert(0, "deliveries.health.HealthCheckMiddleware")
 # This project's own mail (password resets, error reports) goes through Mailhub itself.
-EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "deliveries.backends.MailhubBackend")
-# The client that mail sent through deliveries.backends.MailhubBackend belongs to (created on
+EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "api.backends.MailhubBackend")
+# The client that mail sent through api.backends.MailhubBackend belongs to (created on
 # first use), and its priority unless a message carries an X-Mailhub-Priority header.
 MAILHUB_EMAIL_BACKEND_CLIENT = env_str("MAILHUB_EMAIL_BACKEND_CLIENT", "django")
 MAILHUB_EMAIL_BACKEND_PRIORITY = env_str("MAILHUB_EMAIL_BACKEND_PRIORITY", "normal")

@@ -1,4 +1,7 @@
-"""Writes. Import services from here; the modules below group them by the path of a message."""
+"""Writes: every one in the engine is here. Import services from this package; the modules below
+group them by subject: accepting mail (``accept``, its SQL in ``storing``), sending it
+(``sending``), moving deliveries through the state machine (``transitions``), suppressions,
+templates, and what operators do (``operator``)."""
 
 from deliveries.services.accept import (
     AttachmentDraft,
@@ -6,7 +9,18 @@ from deliveries.services.accept import (
     Recipient,
     message_accept,
     messages_accept,
-    suppression_add,
+)
+from deliveries.services.operator import (
+    CANCELLABLE,
+    REQUEUEABLE,
+    RETRYABLE,
+    OperationResult,
+    chunked,
+    deliveries_cancel,
+    deliveries_requeue,
+    deliveries_retry_now,
+    messages_purge,
+    messages_resend,
 )
 from deliveries.services.sending import (
     Claim,
@@ -16,8 +30,14 @@ from deliveries.services.sending import (
     deliveries_send,
     delivery_mark_lost,
 )
+from deliveries.services.suppressions import suppression_add, suppression_remove
+from deliveries.services.templates import (
+    TemplateExists,
+    template_create,
+    template_delete,
+    template_update,
+)
 from deliveries.services.transitions import (
-    EVENT_FOR_STATUS,
     Cancellation,
     Outcome,
     deliveries_settle,
@@ -28,16 +48,24 @@ from deliveries.services.transitions import (
 )
 
 __all__ = [
-    "EVENT_FOR_STATUS",
+    "CANCELLABLE",
+    "REQUEUEABLE",
+    "RETRYABLE",
     "AttachmentDraft",
     "Cancellation",
     "Claim",
     "MessageDraft",
+    "OperationResult",
     "Outcome",
     "Recipient",
+    "TemplateExists",
     "attempts_record",
+    "chunked",
+    "deliveries_cancel",
     "deliveries_claim",
     "deliveries_release",
+    "deliveries_requeue",
+    "deliveries_retry_now",
     "deliveries_send",
     "deliveries_settle",
     "deliveries_transition",
@@ -46,6 +74,12 @@ __all__ = [
     "message_accept",
     "message_cancel",
     "messages_accept",
+    "messages_purge",
     "messages_refresh_status",
+    "messages_resend",
     "suppression_add",
+    "suppression_remove",
+    "template_create",
+    "template_delete",
+    "template_update",
 ]

@@ -16,7 +16,7 @@ from django.utils import timezone
 from api.models import Client
 from deliveries import conf
 from deliveries.mime import make_message_id
-from deliveries.models import Delivery, Message, Suppression
+from deliveries.models import Delivery, Message
 from deliveries.publisher import messages_publish_soon
 from deliveries.services.storing import DeliveryRow, accepted_store
 from deliveries.states import DeliveryStatus, message_status_for
@@ -41,7 +41,8 @@ class AttachmentDraft:
 
 @dataclass(frozen=True)
 class MessageDraft:
-    """A validated message, as ``api.serializers`` (or the email backend) hands it over."""
+    """A validated message, as an entry point (the REST API, the email backend, ``bulk_send``)
+    hands it over."""
 
     sender: str
     recipients: Sequence[Recipient]
@@ -196,13 +197,3 @@ def _new_deliveries(
             )
         )
     return deliveries
-
-
-def suppression_add(*, client_id: int, address: str, reason: str, detail: str = "") -> bool:
-    """Suppress an address for a client; return False if it already was (first reason kept)."""
-    _, created = Suppression.objects.get_or_create(
-        client_id=client_id,
-        address=address.lower(),
-        defaults={"reason": reason, "detail": detail[:1000]},
-    )
-    return created

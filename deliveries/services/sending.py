@@ -40,7 +40,7 @@ from deliveries.policy import (
     is_hard_bounce,
     is_relay_fault,
 )
-from deliveries.services.accept import suppression_add
+from deliveries.services.suppressions import suppression_add
 from deliveries.services.transitions import (
     Outcome,
     deliveries_cancel_if_requested,
@@ -51,7 +51,7 @@ from deliveries.services.transitions import (
     messages_refresh_status,
 )
 from deliveries.smtp import Envelope, Transport
-from deliveries.states import DeliveryStatus
+from deliveries.states import ATTEMPT_OUTCOME_OF_STATUS, AttemptOutcome, DeliveryStatus
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def _attempts_start(*, claims: Iterable[Claim], task_id: str, worker: str, now: 
             now,
             "",
             "",
-            Attempt.Outcome.PENDING.value,
+            AttemptOutcome.PENDING.value,
         )
         for claim in claims
         for d in claim.claimed
@@ -398,7 +398,7 @@ def attempts_record(
             attempt_rows.append(
                 (
                     claim.attempt_ids[delivery.id],
-                    decision.status.value,
+                    ATTEMPT_OUTCOME_OF_STATUS[decision.status].value,
                     reply.code,
                     reply.enhanced_code,
                     reply.text,
@@ -639,8 +639,8 @@ def delivery_mark_lost(
             lost_attempts=lost_attempts,
         )
         Attempt.objects.filter(
-            delivery_id=delivery_id, number=attempts, outcome=Attempt.Outcome.PENDING
-        ).update(outcome=Attempt.Outcome.LOST, reply=reply.text)
+            delivery_id=delivery_id, number=attempts, outcome=AttemptOutcome.PENDING
+        ).update(outcome=AttemptOutcome.LOST, reply=reply.text)
         if decision.status == S.DEFERRED:
             deliveries_cancel_if_requested(delivery_ids=[delivery_id])
     return decision

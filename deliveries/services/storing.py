@@ -27,8 +27,8 @@ from django.db import connection, transaction
 
 from api.models import Client
 from deliveries.bulk import copy_rows, insert_values
-from deliveries.models import Event, Message
-from deliveries.states import DeliveryStatus
+from deliveries.models import Message
+from deliveries.states import EVENT_OF_CREATION, DeliveryStatus
 
 S = DeliveryStatus
 
@@ -65,13 +65,8 @@ MESSAGE_COLUMNS = (
 )  # fmt: skip
 ATTACHMENT_COLUMNS = ("message_id", "filename", "content_type", "content", "content_id", "size")
 
-_ACCEPTANCE_EVENT = {
-    S.QUEUED: Event.Type.ACCEPTED,
-    S.SCHEDULED: Event.Type.SCHEDULED,
-    S.SUPPRESSED: Event.Type.SUPPRESSED,
-}
 _EVENT_TYPE = " ".join(
-    f"WHEN '{status}' THEN '{event}'" for status, event in _ACCEPTANCE_EVENT.items()
+    f"WHEN '{status}' THEN '{event}'" for status, event in EVENT_OF_CREATION.items()
 )
 # Each new delivery's event, from the rows of `delivery` (a WITH query the caller provides). The
 # columns are all of deliveries_event's; the constants are its model's defaults.

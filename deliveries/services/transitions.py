@@ -1,5 +1,6 @@
-"""The delivery state machine's only writer, the events it emits, the message roll-up, and
-cancelling (at once, or after the attempt under way)."""
+"""Moving deliveries through the state machine (``deliveries.states``): its three writers
+(``deliveries_transition``, ``deliveries_start``, ``deliveries_settle``) with the events they
+emit, the message roll-up, and cancelling (at once, or after the attempt under way)."""
 
 from __future__ import annotations
 
@@ -17,21 +18,15 @@ from psycopg2.extras import execute_values
 
 from deliveries.models import Delivery, Event, Message
 from deliveries.policy import Decision, SmtpReply
-from deliveries.states import DeliveryStatus, check_transition, message_status_sql, sources_of
+from deliveries.states import (
+    EVENT_OF_STATUS,
+    DeliveryStatus,
+    check_transition,
+    message_status_sql,
+    sources_of,
+)
 
 S = DeliveryStatus
-
-#: The event a move to each status emits. Moves to `sending`, and back to `queued` for a retry,
-#: are internal and emit none.
-EVENT_FOR_STATUS: dict[DeliveryStatus, str] = {
-    S.SCHEDULED: Event.Type.SCHEDULED,
-    S.DELIVERED: Event.Type.DELIVERED,
-    S.DEFERRED: Event.Type.DEFERRED,
-    S.BOUNCED: Event.Type.BOUNCED,
-    S.FAILED: Event.Type.FAILED,
-    S.SUPPRESSED: Event.Type.SUPPRESSED,
-    S.CANCELLED: Event.Type.CANCELLED,
-}
 
 
 def deliveries_transition(
@@ -49,7 +44,7 @@ def deliveries_transition(
     queryset = Delivery.objects.filter(id__in=delivery_ids, status__in=sources_of(to))
     if where is not None:
         queryset = queryset.filter(where)
-    event_type = EVENT_FOR_STATUS.get(to)
+    event_type = EVENT_OF_STATUS[to]
     if event_type is None:
         return queryset.update(status=to, updated_at=now, **fields)
     with transaction.atomic():
@@ -229,7 +224,7 @@ def deliveries_settle(*, outcomes: Sequence[Outcome]) -> set[int]:
             now if o.decision.status == S.DELIVERED else None,
             now,
             o.client_id,
-            EVENT_FOR_STATUS[o.decision.status].value,
+            EVENT_OF_STATUS[o.decision.status],
         )
         for o in outcomes
     ]

@@ -14,18 +14,11 @@ import pytest
 from django.conf import settings
 
 from deliveries.models import Message
-from deliveries.states import MessageStatus
+from deliveries.states import FINISHED_MESSAGE_STATUSES
 from tests.support.sink import SmtpSink
 from tests.support.workers import ROOT, WorkerProcess, database_url, delete_queues
 
-FINAL_MESSAGE_STATUSES = {
-    MessageStatus.DELIVERED,
-    MessageStatus.PARTIALLY_DELIVERED,
-    MessageStatus.BOUNCED,
-    MessageStatus.FAILED,
-    MessageStatus.CANCELLED,
-    MessageStatus.SUPPRESSED,
-}
+FINAL_MESSAGE_STATUSES = set(FINISHED_MESSAGE_STATUSES)
 
 # Short enough that retries happen within a test, long enough to be real backoff.
 WORKER_ENV = {

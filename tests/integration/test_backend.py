@@ -1,4 +1,4 @@
-"""Django's mail API through deliveries.backends.MailhubBackend, on the real stack: the mail is
+"""Django's mail API through api.backends.MailhubBackend, on the real stack: the mail is
 accepted, sent by a worker and arrives at the SMTP sink with every part intact."""
 
 from email.mime.image import MIMEImage
@@ -6,14 +6,14 @@ from email.mime.image import MIMEImage
 import pytest
 from django.core.mail import EmailMultiAlternatives, get_connection, send_mail
 
-from deliveries.backends import InvalidEmail
+from api.backends import InvalidEmail
 from deliveries.models import Message
 from deliveries.states import MessageStatus
 from tests.integration.conftest import wait_until_final
 
 pytestmark = pytest.mark.integration
 
-BACKEND = "deliveries.backends.MailhubBackend"
+BACKEND = "api.backends.MailhubBackend"
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40  # binary, every byte value
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(255, -1, -1)) * 8
 

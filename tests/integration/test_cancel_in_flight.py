@@ -13,13 +13,13 @@ from django.utils import timezone
 
 from deliveries.dispatcher import deliveries_dispatch
 from deliveries.models import Attempt, Delivery, Event, Message
-from deliveries.operations import deliveries_retry_now
 from deliveries.policy import SmtpReply, Stage
 from deliveries.services import (
     Cancellation,
     Recipient,
     attempts_record,
     deliveries_claim,
+    deliveries_retry_now,
     deliveries_send,
     message_cancel,
 )

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from deliveries.management.commands import bulk_send
+from api.management.commands import bulk_send
+from api.management.commands.bulk_send import file_fingerprint
 from deliveries.models import Message, Template
-from deliveries.operations import file_fingerprint
 
 pytestmark = pytest.mark.integration
 

@@ -1,14 +1,11 @@
 """Pure pieces of the operator surfaces: durations on the command line, ages in `mailq`, SMTP
-reply classes in /metrics, the email backend's translation of Django messages."""
+reply classes in /metrics."""
 
 import argparse
 from datetime import timedelta
-from email.mime.image import MIMEImage
 
 import pytest
-from django.core.mail import EmailMessage, EmailMultiAlternatives
 
-from deliveries.backends import InvalidEmail, email_to_draft
 from deliveries.management.commands._common import parse_duration
 from deliveries.management.commands.mailq import _span
 from deliveries.metrics import smtp_class
@@ -49,95 +46,3 @@ def test_mailq_shows_an_age_in_two_units(seconds, shown):
 )
 def test_a_reply_code_falls_in_its_class(code, label):
     assert smtp_class(code) == label
-
-
-def test_a_django_message_becomes_a_draft_with_every_part(settings):
-    settings.MAILHUB_EMAIL_BACKEND_PRIORITY = "low"
-    email = EmailMultiAlternatives(
-        subject="Invoice 42",
-        body="See the attachment.",
-        from_email="Billing <billing@shop.test>",
-        to=["Ann <ann@example.com>"],
-        cc=["carl@example.com"],
-        bcc=["audit@shop.test"],
-        reply_to=["help@shop.test"],
-        headers={"X-Campaign": "invoices", "X-Mailhub-Tags": "billing, monthly"},
-    )
-    email.attach_alternative("<p>See the <b>attachment</b>.</p>", "text/html")
-    email.attach("invoice.pdf", b"%PDF-1.4 binary\x00\xff", "application/pdf")
-    logo = MIMEImage(b"\x89PNG\r\n\x1a\n fake", "png")
-    logo.add_header("Content-ID", "<logo@shop.test>")
-    email.attach(logo)
-
-    draft = email_to_draft(email)
-
-    assert draft.sender == "Billing <billing@shop.test>"
-    assert [(r.address, r.name, r.kind) for r in draft.recipients] == [
-        ("ann@example.com", "Ann", "to"),
-        ("carl@example.com", "", "cc"),
-        ("audit@shop.test", "", "bcc"),
-    ]
-    assert list(draft.reply_to) == ["help@shop.test"]
-    assert (draft.subject, draft.text) == ("Invoice 42", "See the attachment.")
-    assert draft.html == "<p>See the <b>attachment</b>.</p>"
-    assert dict(draft.headers) == {"X-Campaign": "invoices"}
-    assert list(draft.tags) == ["billing", "monthly"]
-    assert draft.priority == "low"
-    pdf, png = draft.attachments
-    assert (pdf.filename, pdf.content_type, pdf.content) == (
-        "invoice.pdf",
-        "application/pdf",
-        b"%PDF-1.4 binary\x00\xff",
-    )
-    assert (png.content_type, png.content_id, png.content) == (
-        "image/png",
-        "logo@shop.test",
-        b"\x89PNG\r\n\x1a\n fake",
-    )
-
-
-def test_the_priority_header_wins_over_the_setting_and_is_not_sent(settings):
-    settings.MAILHUB_EMAIL_BACKEND_PRIORITY = "low"
-    email = EmailMessage(
-        "Code",
-        "123456",
-        "no-reply@shop.test",
-        ["ann@example.com"],
-        headers={"x-mailhub-priority": "HIGH", "Message-ID": "<mine@shop.test>"},
-    )
-
-    draft = email_to_draft(email)
-
-    assert draft.priority == "high"
-    assert dict(draft.headers) == {}  # Mailhub writes its own Message-ID
-
-
-def test_an_html_only_message_keeps_its_body_as_html():
-    email = EmailMessage("Hi", "<p>hi</p>", "no-reply@shop.test", ["ann@example.com"])
-    email.content_subtype = "html"
-
-    draft = email_to_draft(email)
-
-    assert (draft.text, draft.html) == ("", "<p>hi</p>")
-
-
-@pytest.mark.parametrize(
-    ("changes", "field"),
-    [
-        ({"to": ["not an address"]}, "to[0]"),
-        ({"from_email": "nobody"}, "from"),
-        ({"headers": {"X-Mailhub-Priority": "urgent"}}, "priority"),
-        ({"headers": {"Bad Header": "x"}}, "headers"),
-    ],
-)
-def test_a_message_the_api_would_refuse_is_refused_naming_the_field(changes, field):
-    fields = {
-        "subject": "Code",
-        "body": "123456",
-        "from_email": "no-reply@shop.test",
-        "to": ["ann@example.com"],
-    }
-    fields.update(changes)
-
-    with pytest.raises(InvalidEmail, match=rf"{field.replace('[', '.').replace(']', '.')}"):
-        email_to_draft(EmailMessage(**fields))

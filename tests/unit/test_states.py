@@ -1,12 +1,18 @@
-"""The delivery state machine and the message status rolled up from it."""
+"""The delivery state machine, the vocabulary tables beside it, and the message status rolled up
+from it."""
 
 import pytest
 
 from deliveries.states import (
+    ATTEMPT_OUTCOME_OF_STATUS,
+    EVENT_OF_CREATION,
+    EVENT_OF_STATUS,
     FINAL,
     INITIAL,
     TRANSITIONS,
+    AttemptOutcome,
     DeliveryStatus,
+    EventType,
     IllegalTransition,
     MessageStatus,
     check_transition,
@@ -79,6 +85,61 @@ def test_a_delivery_can_be_cancelled_until_a_worker_takes_it():
 def test_asking_how_to_reach_a_status_nothing_reaches_is_an_error(target):
     with pytest.raises(IllegalTransition):
         sources_of(target)
+
+
+# -- status -> event, status -> attempt outcome ------------------------------------------------
+
+
+def test_every_status_has_its_event_or_says_it_has_none():
+    assert set(EVENT_OF_STATUS) == set(S)
+    assert {status for status, event in EVENT_OF_STATUS.items() if event is None} == {
+        S.QUEUED,
+        S.SENDING,
+    }
+
+
+@pytest.mark.parametrize("status", sorted(INITIAL))
+def test_a_delivery_created_in_any_initial_status_emits_an_event(status):
+    assert EVENT_OF_CREATION[status] == (EVENT_OF_STATUS[status] or EventType.ACCEPTED)
+
+
+def test_a_delivery_created_queued_is_accepted():
+    assert set(EVENT_OF_CREATION) == INITIAL
+    assert EVENT_OF_CREATION[S.QUEUED] == EventType.ACCEPTED
+
+
+@pytest.mark.parametrize("target", sorted(TRANSITIONS[S.SENDING]))
+def test_every_end_of_an_attempt_emits_an_event(target):
+    # deliveries_settle writes one event per row it moves out of `sending`.
+    assert EVENT_OF_STATUS[target] is not None
+
+
+def test_every_event_type_is_some_status_s():
+    emitted = {*EVENT_OF_STATUS.values(), *EVENT_OF_CREATION.values()} - {None}
+    assert emitted == set(EventType)
+
+
+#: The statuses no attempt ends in, and why; every other status has an attempt outcome.
+NO_ATTEMPT_ENDS_IN = {
+    S.SCHEDULED: "it waits for its time, before any attempt",
+    S.QUEUED: "a retry reaches it from deferred or failed, after the attempt ended",
+    S.SENDING: "the attempt is still under way",
+    S.CANCELLED: "a cancel asked for during an attempt goes through deferred",
+    S.SUPPRESSED: "only accept writes it",
+}
+
+
+@pytest.mark.parametrize("status", list(S))
+def test_every_status_has_an_attempt_outcome_or_is_one_no_attempt_ends_in(status):
+    assert (status in ATTEMPT_OUTCOME_OF_STATUS) != (status in NO_ATTEMPT_ENDS_IN)
+
+
+def test_the_attempt_outcomes_cover_exactly_the_moves_out_of_sending():
+    assert set(ATTEMPT_OUTCOME_OF_STATUS) == TRANSITIONS[S.SENDING]
+    assert set(AttemptOutcome) - set(ATTEMPT_OUTCOME_OF_STATUS.values()) == {
+        AttemptOutcome.PENDING,
+        AttemptOutcome.LOST,
+    }
 
 
 # -- message_status_for ------------------------------------------------------------------------

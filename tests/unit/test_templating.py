@@ -8,6 +8,7 @@ from itertools import count
 
 import pytest
 
+from deliveries.errors import MailhubError
 from deliveries.templating import (
     TemplateProblem,
     compiled_templates,
@@ -156,3 +157,41 @@ def test_a_compiled_template_is_reused_until_the_template_changes():
     template.updated_at = datetime(2026, 1, 2, tzinfo=UTC)
     assert template_render(template=template, context={"name": "Ann"}).subject == "Hello Ann"
     assert compiled_templates.compilations == before + 2
+
+
+# -- which input is at fault ---------------------------------------------------------------------
+
+
+def test_a_template_that_does_not_compile_blames_each_part_given():
+    with pytest.raises(TemplateProblem) as refused:
+        template_check(subject="{{ ok }}", text="{% for %}", html="")
+    assert not refused.value.rendering
+    [(code, message)] = refused.value.by_input()["text"]
+    assert list(refused.value.by_input()) == ["text"]
+    assert code == "template_syntax" and message.startswith("Template syntax error")
+
+
+def test_rendering_blames_the_context_for_a_missing_variable_and_the_template_for_the_rest():
+    with pytest.raises(TemplateProblem) as refused:
+        render({"n": 5}, subject="{{ who }}", text="{{ n|divisibleby:0 }}", html="{{ who }}")
+    assert refused.value.rendering
+    inputs = refused.value.by_input()
+    assert [(code, message.split(":")[0]) for code, message in inputs["context"]] == [
+        ("missing_variable", "subject"),
+        ("missing_variable", "html"),
+    ]
+    assert [(code, message.split(":")[0]) for code, message in inputs["template"]] == [
+        ("render_error", "text")
+    ]
+
+
+def test_a_stored_template_that_no_longer_compiles_is_the_template_s_fault_when_rendering():
+    with pytest.raises(TemplateProblem) as refused:
+        render({}, text="{% for %}")
+    assert refused.value.rendering
+    assert [code for code, _ in refused.value.by_input()["template"]] == ["template_syntax"]
+
+
+def test_a_template_problem_is_a_mailhub_error():
+    assert issubclass(TemplateProblem, MailhubError)
+    assert TemplateProblem({"text": ("template_syntax", "bad")}).status == 400

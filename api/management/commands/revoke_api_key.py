@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
 from api.models import ApiKey
-from deliveries.operations import api_keys_revoke
+from deliveries.services.operator import api_keys_revoke
 
 
 class Command(BaseCommand):

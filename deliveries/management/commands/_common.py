@@ -17,9 +17,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from api.models import Client
-from deliveries import operations
 from deliveries.models import Priority
-from deliveries.operations import DeliverySelection, OperationResult
+from deliveries.selectors import DeliverySelection, deliveries_select
+from deliveries.services import OperationResult, chunked
 
 EXIT_PARTIAL = 3
 EXIT_TIMEOUT = 4
@@ -142,7 +142,7 @@ class DeliveryOperationCommand(BaseCommand):
     def handle(self, *args, **options) -> None:
         selection = selection_from(options)
         ids = list(
-            operations.deliveries_select(selection=selection, allowed=self.statuses)
+            deliveries_select(selection=selection, allowed=self.statuses)
             .order_by("id")
             .values_list("id", flat=True)
         )
@@ -151,7 +151,7 @@ class DeliveryOperationCommand(BaseCommand):
             return
         result = OperationResult()
         with progress(total=len(ids), unit="delivery", description=self.verb) as bar:
-            for chunk in operations.chunked(ids, self.CHUNK):
+            for chunk in chunked(ids, self.CHUNK):
                 result.add(self.operation(delivery_ids=chunk))
                 bar.update(len(chunk))
         line = (

@@ -1,5 +1,5 @@
-from deliveries import operations
 from deliveries.management.commands._common import DeliveryOperationCommand
+from deliveries.services import CANCELLABLE, deliveries_cancel
 
 
 class Command(DeliveryOperationCommand):
@@ -8,6 +8,6 @@ class Command(DeliveryOperationCommand):
         "right now is left alone: its SMTP transaction may already be done. "
         "Exit codes: 0 done, 1 error, 2 usage."
     )
-    statuses = list(operations.CANCELLABLE)
+    statuses = list(CANCELLABLE)
     verb = "cancelled"
-    operation = staticmethod(operations.deliveries_cancel)
+    operation = staticmethod(deliveries_cancel)

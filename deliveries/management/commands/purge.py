@@ -4,7 +4,8 @@ from django.utils import timezone
 from api.idempotency import idempotency_purge
 from deliveries.management.commands._common import parse_duration, progress
 from deliveries.metrics import count_or_estimate
-from deliveries.operations import messages_purge, messages_purgeable
+from deliveries.selectors import messages_purgeable
+from deliveries.services import messages_purge
 
 
 class Command(BaseCommand):

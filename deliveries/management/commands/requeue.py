@@ -1,5 +1,5 @@
-from deliveries import operations
 from deliveries.management.commands._common import DeliveryOperationCommand
+from deliveries.services import REQUEUEABLE, deliveries_requeue
 
 
 class Command(DeliveryOperationCommand):
@@ -9,6 +9,6 @@ class Command(DeliveryOperationCommand):
         "Statuses do not change; duplicate tasks are harmless. "
         "Exit codes: 0 done, 1 error, 2 usage."
     )
-    statuses = list(operations.REQUEUEABLE)
+    statuses = list(REQUEUEABLE)
     verb = "requeued"
-    operation = staticmethod(operations.deliveries_requeue)
+    operation = staticmethod(deliveries_requeue)

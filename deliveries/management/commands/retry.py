@@ -1,5 +1,5 @@
-from deliveries import operations
 from deliveries.management.commands._common import DeliveryOperationCommand
+from deliveries.services import RETRYABLE, deliveries_retry_now
 
 
 class Command(DeliveryOperationCommand):
@@ -8,6 +8,6 @@ class Command(DeliveryOperationCommand):
         "A failed delivery's message gets a fresh lifetime. Delivered, bounced, cancelled and "
         "suppressed deliveries are never touched. Exit codes: 0 done, 1 error, 2 usage."
     )
-    statuses = list(operations.RETRYABLE)
+    statuses = list(RETRYABLE)
     verb = "retried"
-    operation = staticmethod(operations.deliveries_retry_now)
+    operation = staticmethod(deliveries_retry_now)

@@ -10,9 +10,8 @@ from django.utils import timezone
 from api.services import client_get_or_create
 from deliveries.management.commands._common import EXIT_PARTIAL, EXIT_TIMEOUT
 from deliveries.models import Attempt, Delivery, Message, Priority
-from deliveries.operations import FINISHED_MESSAGE_STATUSES
 from deliveries.services import MessageDraft, Recipient, message_accept
-from deliveries.states import MessageStatus
+from deliveries.states import FINISHED_MESSAGE_STATUSES, MessageStatus
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from deliveries.catalog import suppression_remove
 from deliveries.management.commands._common import client_named
+from deliveries.services import suppression_remove
 
 
 class Command(BaseCommand):

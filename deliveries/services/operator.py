@@ -1,4 +1,6 @@
-"""Operator services: what the admin's actions and the management commands do.
+"""What operators do to mail, from the admin's actions and the management commands: retry,
+requeue, cancel, resend, purge. (Which deliveries they mean is read by
+``deliveries.selectors.deliveries_select``.)
 
 Every status change goes through ``deliveries_transition``, so an operator's move obeys the state
 machine exactly as a worker's does, and a row that moved meanwhile is skipped rather than
@@ -8,33 +10,26 @@ never touched by any of them.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
-from api.errors import field_errors
 from api.models import ApiKey, Client
 from api.services import api_key_revoke
 from deliveries import conf
 from deliveries.models import Attachment, Attempt, Delivery, Event, Message
 from deliveries.publisher import messages_publish
-from deliveries.services import (
-    AttachmentDraft,
-    MessageDraft,
-    Recipient,
-    deliveries_transition,
-    messages_accept,
-    messages_refresh_status,
-)
-from deliveries.states import ACTIVE, DeliveryStatus, MessageStatus
+from deliveries.selectors import messages_purgeable
+from deliveries.services.accept import AttachmentDraft, MessageDraft, Recipient, messages_accept
+from deliveries.services.transitions import deliveries_transition, messages_refresh_status
+from deliveries.states import ACTIVE, DeliveryStatus
 
 S = DeliveryStatus
 
@@ -42,16 +37,6 @@ S = DeliveryStatus
 RETRYABLE = (S.DEFERRED, S.FAILED)
 CANCELLABLE = (S.SCHEDULED, S.QUEUED, S.DEFERRED)
 REQUEUEABLE = (S.QUEUED,)
-
-#: Message statuses after which nothing will happen to a message any more.
-FINISHED_MESSAGE_STATUSES = (
-    MessageStatus.DELIVERED,
-    MessageStatus.PARTIALLY_DELIVERED,
-    MessageStatus.BOUNCED,
-    MessageStatus.FAILED,
-    MessageStatus.CANCELLED,
-    MessageStatus.SUPPRESSED,
-)
 
 
 @dataclass
@@ -74,63 +59,9 @@ class OperationResult:
         self.published += other.published
 
 
-# -- selecting deliveries --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DeliverySelection:
-    """Which deliveries an operator means, as the commands' options name them.
-
-    Empty fields do not filter. Ages are measured from when the message was accepted, through
-    the index on ``Message.created_at``.
-    """
-
-    message_ids: Sequence[UUID] = ()
-    delivery_ids: Sequence[int] = ()
-    statuses: Sequence[str] = ()
-    domain: str = ""
-    older_than: timedelta | None = None
-    newer_than: timedelta | None = None
-    client: str = ""
-    priority: str = ""
-
-    @property
-    def is_empty(self) -> bool:
-        return not (
-            self.message_ids
-            or self.delivery_ids
-            or self.statuses
-            or self.domain
-            or self.older_than
-            or self.newer_than
-            or self.client
-            or self.priority
-        )
-
-
-def deliveries_select(*, selection: DeliverySelection, allowed: Sequence[str]) -> QuerySet:
-    """The deliveries the selection names, restricted to the ``allowed`` statuses."""
-    statuses = [s for s in (selection.statuses or allowed) if s in allowed]
-    queryset = Delivery.objects.filter(status__in=statuses)
-    now = timezone.now()
-    if selection.message_ids:
-        queryset = queryset.filter(message_id__in=selection.message_ids)
-    if selection.delivery_ids:
-        queryset = queryset.filter(id__in=selection.delivery_ids)
-    if selection.domain:
-        queryset = queryset.filter(address__iendswith="@" + selection.domain.lstrip("@"))
-    if selection.older_than is not None:
-        queryset = queryset.filter(message__created_at__lte=now - selection.older_than)
-    if selection.newer_than is not None:
-        queryset = queryset.filter(message__created_at__gte=now - selection.newer_than)
-    if selection.client:
-        queryset = queryset.filter(message__client__name=selection.client)
-    if selection.priority:
-        queryset = queryset.filter(message__priority=selection.priority)
-    return queryset
-
-
 def chunked(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    """``items`` in slices of at most ``size``: the admin and the commands hand an operator
+    service one slice per call, so each transaction stays short."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -233,14 +164,6 @@ def deliveries_cancel(*, delivery_ids: Collection[int], reason: str = "") -> Ope
     return result
 
 
-def deliveries_of_messages(*, message_ids: Iterable[UUID], statuses: Sequence[str]) -> list[int]:
-    return list(
-        Delivery.objects.filter(message_id__in=list(message_ids), status__in=statuses)
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
-
-
 # -- resend ----------------------------------------------------------------------------------
 
 
@@ -293,16 +216,6 @@ def _draft_copy_of(message: Message) -> MessageDraft:
 
 
 # -- retention -------------------------------------------------------------------------------
-
-
-def messages_purgeable(*, created_before: datetime, client: str = "") -> QuerySet:
-    """Finished messages accepted before the cutoff (range scan on ``Message.created_at``)."""
-    queryset = Message.objects.filter(
-        created_at__lt=created_before, status__in=FINISHED_MESSAGE_STATUSES
-    )
-    if client:
-        queryset = queryset.filter(client__name=client)
-    return queryset
 
 
 def messages_purge(
@@ -358,36 +271,3 @@ def _purge_batch(*, created_before: datetime, batch_size: int, client: str) -> i
 def api_keys_revoke(*, key_ids: Collection[int]) -> int:
     """Revoke keys; return how many were active until now."""
     return sum(api_key_revoke(key=key) for key in ApiKey.objects.filter(id__in=list(key_ids)))
-
-
-# -- bulk sending ----------------------------------------------------------------------------
-#
-# One bulk send is a "campaign": by default the SHA-256 of the file, so running the same command
-# on the same file again is the same campaign. Every message of a campaign carries the tag
-# `bulk:<campaign>` (GIN-indexed) and its row number in metadata; before sending, the rows of the
-# campaign already accepted are looked up and skipped. Rows are accepted in batches, each in one
-# transaction, so an interruption leaves whole batches accepted or not at all: a rerun sends the
-# rest and nothing twice.
-
-
-def file_fingerprint(content: bytes) -> str:
-    """The default campaign of a bulk-send file: the start of the SHA-256 of its bytes."""
-    return hashlib.sha256(content).hexdigest()[:32]
-
-
-def bulk_tag(campaign: str) -> str:
-    return f"bulk:{campaign}"
-
-
-def bulk_rows_done(*, client: Client, campaign: str) -> set[int]:
-    """Row numbers of this campaign already accepted for this client (tags index)."""
-    messages = Message.objects.filter(client=client, tags__contains=[bulk_tag(campaign)])
-    return {int(row) for row in messages.values_list("metadata__bulk_row", flat=True) if row}
-
-
-def validation_summary(errors: Any) -> str:
-    """DRF validation errors as one line: ``field: message; field: message``."""
-    return "; ".join(
-        f"{error['field']}: {error['message']}" if error["field"] else error["message"]
-        for error in field_errors(errors)
-    )

@@ -1,12 +1,21 @@
-"""A Django email backend that hands mail to Mailhub in-process.
+"""A Django email backend that hands mail to Mailhub in-process: a way mail enters, beside the
+validator it shares with the REST API.
 
-    EMAIL_BACKEND = "deliveries.backends.MailhubBackend"
+    EMAIL_BACKEND = "api.backends.MailhubBackend"
 
 ``send_mail``, ``EmailMessage`` (attachments included, inline ``Content-ID`` parts too) and
 ``EmailMultiAlternatives`` become queued Mailhub messages of the client named by
-``MAILHUB_EMAIL_BACKEND_CLIENT``, validated exactly as the REST API validates them. The priority
-comes from an ``X-Mailhub-Priority: high|normal|low`` header, else from
-``MAILHUB_EMAIL_BACKEND_PRIORITY``; an ``X-Mailhub-Tags: a, b`` header sets tags.
+``MAILHUB_EMAIL_BACKEND_CLIENT``. The priority comes from an ``X-Mailhub-Priority:
+high|normal|low`` header, else from ``MAILHUB_EMAIL_BACKEND_PRIORITY``; an ``X-Mailhub-Tags: a,
+b`` header sets tags.
+
+Everything but the attachments is validated by the REST API's serializer, exactly as the API
+validates it. Attachments are held to the API's limits (``MAILHUB_MAX_ATTACHMENTS``, and
+``MAILHUB_MAX_ATTACHMENT_BYTES`` each, ``MAILHUB_MAX_ATTACHMENTS_BYTES`` together, decoded; one
+content id per inline part) and their headers must be writable as the MIME builder writes them,
+so what is accepted can be built; but not to the API's rules on their form, which Django's own
+parts would break: a part may have no file name (an inline image often has none), and any
+content type, ``message/rfc822`` (an attached ``EmailMessage``) included.
 
 All messages of one ``send_messages`` call are accepted in one transaction. Inside the caller's
 own transaction (``ATOMIC_REQUESTS``, ``transaction.atomic``) they are published only when that
@@ -30,10 +39,11 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import DEFAULT_ATTACHMENT_MIME_TYPE
 
+from api.errors import validation_summary
 from api.serializers.fields import RESERVED_HEADERS
 from api.serializers.intake import MessageCreateSerializer
 from api.services import client_get_or_create
-from deliveries.operations import validation_summary
+from deliveries.mime import attachment_headers
 from deliveries.services import AttachmentDraft, MessageDraft, messages_accept
 
 logger = logging.getLogger(__name__)
@@ -105,11 +115,41 @@ def email_to_draft(email: EmailMessage) -> MessageDraft:
     if not serializer.is_valid():
         problems = validation_summary(serializer.errors)
         raise InvalidEmail(f"Mailhub cannot send {email.subject!r}: {problems}")
-    return dataclasses.replace(
-        serializer.to_draft(),
-        text=text,
-        attachments=[_attachment(part) for part in email.attachments],
-    )
+    attachments = [_attachment(part) for part in email.attachments]
+    if problem := _attachments_problem(attachments):
+        raise InvalidEmail(f"Mailhub cannot send {email.subject!r}: {problem}")
+    return dataclasses.replace(serializer.to_draft(), text=text, attachments=attachments)
+
+
+def _attachments_problem(attachments: Sequence[AttachmentDraft]) -> str:
+    """What the REST API would refuse in these attachments' sizes, or the MIME builder in their
+    headers; "" if nothing. The API's messages, for the same limits."""
+    if len(attachments) > settings.MAILHUB_MAX_ATTACHMENTS:
+        return f"attachments: At most {settings.MAILHUB_MAX_ATTACHMENTS} attachments per message."
+    limit = settings.MAILHUB_MAX_ATTACHMENT_BYTES
+    for index, part in enumerate(attachments):
+        if len(part.content) > limit:
+            return (
+                f"attachments[{index}].content: An attachment is at most {limit} bytes "
+                f"(decoded); this one is {len(part.content)}."
+            )
+    total = sum(len(part.content) for part in attachments)
+    if total > settings.MAILHUB_MAX_ATTACHMENTS_BYTES:
+        return (
+            f"attachments: Attachments are at most {settings.MAILHUB_MAX_ATTACHMENTS_BYTES} "
+            f"bytes together (decoded); these are {total}."
+        )
+    content_ids = [part.content_id for part in attachments if part.content_id]
+    if len(content_ids) != len(set(content_ids)):
+        return "attachments: Each inline part needs its own content_id."
+    for index, part in enumerate(attachments):
+        try:
+            attachment_headers(
+                filename=part.filename, content_type=part.content_type, content_id=part.content_id
+            )
+        except Exception as exc:  # whatever the library fails with, the part cannot be built
+            return f"attachments[{index}]: Cannot be written as a mail header ({exc})."
+    return ""
 
 
 def _addresses(header: str) -> list[str]:

@@ -6,8 +6,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from deliveries import operations
+from deliveries import selectors
 from deliveries.models import Attachment, Attempt, Delivery, Event, Message
+from deliveries.services import operator
 from deliveries.states import DeliveryStatus, MessageStatus
 from tests.support.ops import seed_message, statuses_of
 
@@ -28,7 +29,7 @@ def test_retry_now_queues_deferred_and_failed_deliveries_and_leaves_the_rest(acm
     scheduled = seed_message(acme.client, send_at=timezone.now() + timedelta(hours=1))
     before = timezone.now()
 
-    result = operations.deliveries_retry_now(
+    result = operator.deliveries_retry_now(
         delivery_ids=ids_of(deferred, failed, delivered, scheduled)
     )
 
@@ -53,7 +54,7 @@ def test_retry_now_publishes_after_commit(acme, django_capture_on_commit_callbac
     deferred = seed_message(acme.client, status=S.DEFERRED)
 
     with django_capture_on_commit_callbacks() as callbacks:
-        operations.deliveries_retry_now(delivery_ids=ids_of(deferred))
+        operator.deliveries_retry_now(delivery_ids=ids_of(deferred))
 
     assert len(callbacks) == 1
 
@@ -64,7 +65,7 @@ def test_cancel_stops_what_is_not_sent_and_nothing_else(acme):
     sending = seed_message(acme.client, status=S.SENDING)
     delivered = seed_message(acme.client, status=S.DELIVERED)
 
-    result = operations.deliveries_cancel(delivery_ids=ids_of(queued, deferred, sending, delivered))
+    result = operator.deliveries_cancel(delivery_ids=ids_of(queued, deferred, sending, delivered))
 
     assert (result.requested, result.changed) == (4, 2)
     assert statuses_of(queued) == statuses_of(deferred) == [S.CANCELLED]
@@ -82,7 +83,7 @@ def test_requeue_republishes_queued_deliveries_without_changing_their_status(acm
     Delivery.objects.filter(message=queued).update(next_attempt_at=timezone.now())
     deferred = seed_message(acme.client, status=S.DEFERRED)
 
-    result = operations.deliveries_requeue(delivery_ids=ids_of(queued, deferred))
+    result = operator.deliveries_requeue(delivery_ids=ids_of(queued, deferred))
 
     assert (result.requested, result.changed) == (2, 1)
     assert statuses_of(queued) == [S.QUEUED]
@@ -98,7 +99,7 @@ def test_resend_accepts_a_copy_to_every_recipient_and_keeps_the_original(acme):
         message=original, filename="a.txt", content_type="text/plain", content=b"hi", size=2
     )
 
-    [copy] = operations.messages_resend(message_ids=[original.id])
+    [copy] = operator.messages_resend(message_ids=[original.id])
 
     assert copy.id != original.id and copy.message_id != original.message_id
     assert copy.client_id == original.client_id
@@ -124,7 +125,7 @@ def test_purge_deletes_old_finished_messages_with_everything_they_own(acme):
     recent = seed_message(acme.client, status=S.DELIVERED, age=timedelta(days=2))
     batches = []
 
-    deleted = operations.messages_purge(
+    deleted = operator.messages_purge(
         created_before=timezone.now() - timedelta(days=30), batch_size=1, on_batch=batches.append
     )
 
@@ -143,7 +144,7 @@ def test_purge_of_one_client_leaves_the_others(acme, globex):
     seed_message(acme.client, status=S.DELIVERED, age=timedelta(days=40))
     kept = seed_message(globex.client, status=S.DELIVERED, age=timedelta(days=40))
 
-    deleted = operations.messages_purge(
+    deleted = operator.messages_purge(
         created_before=timezone.now() - timedelta(days=30), client="acme"
     )
 
@@ -159,8 +160,8 @@ def test_a_selection_filters_by_domain_age_client_and_status(acme, globex):
     other = seed_message(globex.client, status=S.DEFERRED, recipients=("b@young.test",))
 
     def select(**fields) -> set:
-        queryset = operations.deliveries_select(
-            selection=operations.DeliverySelection(**fields), allowed=operations.RETRYABLE
+        queryset = selectors.deliveries_select(
+            selection=selectors.DeliverySelection(**fields), allowed=operator.RETRYABLE
         )
         return set(queryset.values_list("message_id", flat=True))
 

@@ -1,4 +1,16 @@
+"""``bulk_send FILE.csv --template NAME``: a way mail enters Mailhub, beside the validator it
+shares with the REST API (``MessageCreateSerializer``).
+
+One bulk send is a "campaign": by default the SHA-256 of the file, so running the same command
+on the same file again is the same campaign. Every message of a campaign carries the tag
+`bulk:<campaign>` (GIN-indexed) and its row number in metadata; before sending, the rows of the
+campaign already accepted are looked up and skipped. Rows are accepted in batches, each in one
+transaction, so an interruption leaves whole batches accepted or not at all: a rerun sends the
+rest and nothing twice.
+"""
+
 import csv
+import hashlib
 import io
 import re
 from email.utils import formataddr
@@ -7,15 +19,31 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
+from api.errors import validation_summary
+from api.models import Client
 from api.serializers.intake import MessageCreateSerializer, TemplateLookup
-from deliveries import operations
 from deliveries.management.commands._common import EXIT_PARTIAL, client_named, progress
-from deliveries.models import Priority
+from deliveries.models import Message, Priority
 from deliveries.services import messages_accept
 
 _CAMPAIGN = re.compile(r"^[A-Za-z0-9_.-]{1,59}$")
 #: Refused rows listed in full; the rest are counted.
 SHOWN_PROBLEMS = 20
+
+
+def file_fingerprint(content: bytes) -> str:
+    """The default campaign of a bulk-send file: the start of the SHA-256 of its bytes."""
+    return hashlib.sha256(content).hexdigest()[:32]
+
+
+def bulk_tag(campaign: str) -> str:
+    return f"bulk:{campaign}"
+
+
+def bulk_rows_done(*, client: Client, campaign: str) -> set[int]:
+    """Row numbers of this campaign already accepted for this client (tags index)."""
+    messages = Message.objects.filter(client=client, tags__contains=[bulk_tag(campaign)])
+    return {int(row) for row in messages.values_list("metadata__bulk_row", flat=True) if row}
 
 
 class Command(BaseCommand):
@@ -71,7 +99,7 @@ class Command(BaseCommand):
             rows = list(csv.DictReader(io.StringIO(content.decode("utf-8-sig"), newline="")))
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise CommandError(f"Cannot read {options['file']}: {exc}") from None
-        campaign = options["campaign"] or operations.file_fingerprint(content)
+        campaign = options["campaign"] or file_fingerprint(content)
         if not _CAMPAIGN.match(campaign):
             raise CommandError("--campaign is 1 to 59 of A-Z a-z 0-9 _ . -")
         if rows and options["to_column"] not in rows[0]:
@@ -82,7 +110,7 @@ class Command(BaseCommand):
         if templates(options["template"]) is None:
             raise CommandError(f"{client.name} has no template named {options['template']!r}.")
         with _campaign_lock(campaign):
-            done = operations.bulk_rows_done(client=client, campaign=campaign)
+            done = bulk_rows_done(client=client, campaign=campaign)
             self.stdout.write(
                 f"Campaign {campaign}: {len(rows)} rows, {len(done)} accepted before "
                 "(resume or continue it with --campaign)."
@@ -126,7 +154,7 @@ class Command(BaseCommand):
                     context={"templates": templates},
                 )
                 if not serializer.is_valid():
-                    refused.append((number, operations.validation_summary(serializer.errors)))
+                    refused.append((number, validation_summary(serializer.errors)))
                     bar.update(1)
                     continue
                 drafts.append(serializer.to_draft())
@@ -149,7 +177,7 @@ class Command(BaseCommand):
             "template": options["template"],
             "context": context,
             "priority": options["priority"],
-            "tags": [operations.bulk_tag(campaign), *options["tags"]],
+            "tags": [bulk_tag(campaign), *options["tags"]],
             "metadata": {"bulk_campaign": campaign, "bulk_row": number},
         }
 

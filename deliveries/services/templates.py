@@ -1,4 +1,4 @@
-"""Writes for what a client keeps with Mailhub besides its mail: templates and suppressions."""
+"""Templates: a client's stored subject, text and html, checked to compile before they are saved."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from django.db import IntegrityError, transaction
 
 from api.models import Client
 from deliveries.errors import MailhubError
-from deliveries.models import Suppression, Template
+from deliveries.models import Template
 from deliveries.templating import template_check
 
 
@@ -50,9 +50,3 @@ def template_update(*, template: Template, **fields: str) -> Template:
 def template_delete(*, template: Template) -> None:
     """Delete a template. Mail already accepted from it keeps its rendered content."""
     template.delete()
-
-
-def suppression_remove(*, client: Client, address: str) -> bool:
-    """Allow mail to the address again; return False if it was not suppressed."""
-    deleted, _ = Suppression.objects.filter(client=client, address=address.lower()).delete()
-    return deleted > 0
