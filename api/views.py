@@ -12,7 +12,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from drf_spectacular.settings import spectacular_settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import ErrorDetail, NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -69,7 +69,6 @@ from deliveries.services import (
     template_delete,
     template_update,
 )
-from deliveries.templating import TemplateProblem
 
 
 def _page(view: generics.GenericAPIView, queryset, serializer_class) -> Response:
@@ -302,12 +301,6 @@ def _template_not_found() -> NotFound:
     return NotFound("No such template.", code="template_not_found")
 
 
-def _template_problem(exc: TemplateProblem) -> ValidationError:
-    return ValidationError(
-        {part: [ErrorDetail(message, code=code)] for part, (code, message) in exc.errors.items()}
-    )
-
-
 class TemplateCollection(generics.GenericAPIView):
     pagination_class = CursorPage
     serializer_class = TemplateSerializer
@@ -344,10 +337,8 @@ class TemplateCollection(generics.GenericAPIView):
     def post(self, request):
         serializer = TemplateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            template = template_create(client=request.client, **serializer.validated_data)
-        except TemplateProblem as exc:
-            raise _template_problem(exc) from None
+        # A template that does not compile raises TemplateProblem: a 400 from the handler.
+        template = template_create(client=request.client, **serializer.validated_data)
         return Response(TemplateSerializer(template).data, status=status.HTTP_201_CREATED)
 
 
@@ -368,10 +359,7 @@ class TemplateDetail(APIView):
         template = self._get(request, name)
         serializer = TemplateSerializer(template, data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
-        try:
-            template = template_update(template=template, **serializer.validated_data)
-        except TemplateProblem as exc:
-            raise _template_problem(exc) from None
+        template = template_update(template=template, **serializer.validated_data)
         return Response(TemplateSerializer(template).data)
 
     @extend_schema(

@@ -24,7 +24,7 @@ from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.fields import SkipField, empty, get_error_detail
 
-from api.errors import validation_problem
+from api.errors import template_problem_detail, validation_problem
 from api.models import Client
 from api.serializers.fields import (
     AddressField,
@@ -338,13 +338,8 @@ class MessageCreateSerializer(StrictSerializer):
         try:
             rendered = template_render(template=template, context=attrs["context"])
         except TemplateProblem as problem_:
-            errors: dict[str, list] = {}
-            for part, (code, message) in problem_.errors.items():
-                field = "context" if code == "missing_variable" else "template"
-                errors.setdefault(field, []).append(
-                    serializers.ErrorDetail(f"{part}: {message}", code=code)
-                )
-            raise serializers.ValidationError(errors) from None
+            # Inside validation, so that a batch reports it for its own item, not the request.
+            raise serializers.ValidationError(template_problem_detail(problem_)) from None
         finally:
             if batch_budget is not None:
                 batch_budget.charge(time.thread_time() - started)
