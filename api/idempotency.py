@@ -29,7 +29,7 @@ from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
 from api.models import Client, IdempotencyRecord
-from deliveries.errors import MailhubError
+from mailhub.errors import MailhubError
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

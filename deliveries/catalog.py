@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 
 from api.models import Client
-from deliveries.errors import MailhubError
 from deliveries.models import Suppression, Template
 from deliveries.templating import template_check
+from mailhub.errors import MailhubError
 
 
 class TemplateExists(MailhubError):
