@@ -1,4 +1,4 @@
-"""``Idempotency-Key``: a retried request gets the first answer again, and nothing twice.
+"""Idempotency records: a retried request gets the first answer again, and nothing twice.
 
 The record is inserted *first*, in the transaction that then creates the message. Two requests
 with the same key at the same moment both try that insert; Postgres makes the second wait on the
@@ -9,6 +9,9 @@ held across requests and without a window between "check" and "create".
 
 Records live at least ``MAILHUB_IDEMPOTENCY_TTL_HOURS`` (24 h minimum); ``idempotency_purge``
 deletes expired ones, and an expired key is treated as new.
+
+The HTTP side (the ``Idempotency-Key`` header, the decorator that views wear) is
+``api.idempotency``; this module keeps the records and the one-key-one-effect rule.
 """
 
 from __future__ import annotations
@@ -19,23 +22,17 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import wraps
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
-from api.models import Client, IdempotencyRecord
+from accounts.models import Client, IdempotencyRecord
 from mailhub.errors import MailhubError
 
-HEADER = "Idempotency-Key"
-REPLAYED_HEADER = "Idempotent-Replayed"
 _KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
-# Response headers worth replaying; the rest (dates, lengths) belong to the new response.
-_KEPT_HEADERS = ("Location",)
 
 
 class InvalidIdempotencyKey(MailhubError):
@@ -66,7 +63,7 @@ def idempotent_run(
     """Run ``run`` once per (client, key): store its 2xx answer, or replay the stored one."""
     if not _KEY.match(key):
         raise InvalidIdempotencyKey(
-            f"{HEADER} must be 1 to 255 printable ASCII characters.",
+            "Idempotency-Key must be 1 to 255 printable ASCII characters.",
             code="invalid_idempotency_key",
         )
     now = timezone.now()
@@ -94,7 +91,7 @@ def idempotent_run(
                     continue
                 if existing.request_hash != fingerprint:
                     raise IdempotencyKeyReused(
-                        f"This {HEADER} was used for a different request (method, path or "
+                        "This Idempotency-Key was used for a different request (method, path or "
                         "body); use a new key for a new request.",
                         code="idempotency_key_reused",
                     ) from None
@@ -110,12 +107,13 @@ def idempotent_run(
                 transaction.set_rollback(True)
                 return answer
             record.response_status = answer.status
+            # DRF's encoder, the one answers are rendered with: a replay is the same JSON.
             record.response_body = json.loads(json.dumps(answer.body, cls=JSONEncoder))
             record.response_headers = answer.headers
             record.save(update_fields=["response_status", "response_body", "response_headers"])
             return answer
     raise IdempotencyKeyReused(
-        f"This {HEADER} is being replaced concurrently; retry.", code="idempotency_conflict"
+        "This Idempotency-Key is being replaced concurrently; retry.", code="idempotency_conflict"
     )
 
 
@@ -123,33 +121,3 @@ def idempotency_purge(*, now: datetime | None = None) -> int:
     """Delete expired records; return how many. For an operator's periodic purge."""
     deleted, _ = IdempotencyRecord.objects.filter(expires_at__lte=now or timezone.now()).delete()
     return deleted
-
-
-def idempotent(handler):
-    """Make a view method honour ``Idempotency-Key`` (views stay unaware of it otherwise)."""
-
-    @wraps(handler)
-    def wrapper(view, request, *args, **kwargs):
-        key = request.headers.get(HEADER)
-        if key is None:
-            return handler(view, request, *args, **kwargs)
-
-        def run() -> Answer:
-            response = handler(view, request, *args, **kwargs)
-            headers = {name: response[name] for name in _KEPT_HEADERS if response.has_header(name)}
-            return Answer(status=response.status_code, body=response.data, headers=headers)
-
-        answer = idempotent_run(
-            client=request.client,
-            key=key,
-            fingerprint=request_fingerprint(
-                method=request.method, path=request.path, body=request.data
-            ),
-            run=run,
-        )
-        headers = dict(answer.headers)
-        if answer.replayed:
-            headers[REPLAYED_HEADER] = "true"
-        return Response(answer.body, status=answer.status, headers=headers)
-
-    return wrapper

@@ -5,11 +5,13 @@ The count is a sliding window, approximated the usual way from two fixed one-min
 needs one small row per key instead of a timestamp per request, and has no burst of twice the
 limit at a minute boundary the way a plain fixed window has.
 
-The counts live in Postgres (``api.models.RateCounter``, one row per key), so every API process
-and machine counts together with nothing else to run. Checking and counting a request is ONE
-``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` statement: the row lock of the upsert makes
+The counts live in Postgres (``accounts.models.RateCounter``, one row per key), so every API
+process and machine counts together with nothing else to run. Checking and counting a request is
+ONE ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` statement: the row lock of the upsert makes
 concurrent requests of a key count one after the other, and its WHERE clause (the same
 arithmetic as ``rate_check``) leaves the row untouched when the request is refused.
+
+``api.throttling`` applies it to every authenticated API request.
 """
 
 from __future__ import annotations
@@ -17,12 +19,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from django.conf import settings
-from django.db import IntegrityError, connections, router
-from rest_framework.throttling import BaseThrottle
+from django.db import connections, router
 
-from api.authentication import InvalidApiKey
-from api.models import ApiKey, RateCounter
+from accounts.models import RateCounter
 
 WINDOW_SECONDS = 60.0
 
@@ -109,27 +108,3 @@ def api_key_rate_check(*, key_id: int, limit: int, now: float | None = None) -> 
         # Another process moved the row on to a later window in between: try again shortly.
         return RateDecision(False, decision.state, 1.0)
     return decision
-
-
-class ApiKeyRateThrottle(BaseThrottle):
-    """``429 Too Many Requests`` with ``Retry-After`` past the key's requests per minute."""
-
-    def __init__(self) -> None:
-        self._wait: float | None = None
-
-    def allow_request(self, request, view) -> bool:
-        key = request.auth
-        if not isinstance(key, ApiKey):
-            return True  # unauthenticated: refused by authentication, or a public page
-        limit = key.rate_limit_per_minute or settings.MAILHUB_API_RATE_LIMIT_PER_MINUTE
-        try:
-            decision = api_key_rate_check(key_id=key.id, limit=limit)
-        except IntegrityError:
-            # The key was deleted since this request was authenticated: its counter row cannot
-            # be created. The request is as unauthenticated as if it had come a moment later.
-            raise InvalidApiKey() from None
-        self._wait = decision.wait_seconds
-        return decision.allowed
-
-    def wait(self) -> float | None:
-        return self._wait

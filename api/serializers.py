@@ -30,8 +30,8 @@ from rest_framework import serializers
 from rest_framework.fields import SkipField, empty, get_error_detail
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
+from accounts.models import Client
 from api.errors import validation_problem
-from api.models import Client
 from deliveries import conf
 from deliveries.header_text import header_text_problem
 from deliveries.mime import (

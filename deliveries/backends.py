@@ -30,8 +30,8 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import DEFAULT_ATTACHMENT_MIME_TYPE
 
+from accounts.services import client_get_or_create
 from api.serializers import RESERVED_HEADERS, MessageCreateSerializer
-from api.services import client_get_or_create
 from deliveries.operations import validation_summary
 from deliveries.services import AttachmentDraft, MessageDraft, messages_accept
 

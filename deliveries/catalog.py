@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 
-from api.models import Client
+from accounts.models import Client
 from deliveries.models import Suppression, Template
 from deliveries.templating import template_check
 from mailhub.errors import MailhubError

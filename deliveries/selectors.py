@@ -8,7 +8,7 @@ from uuid import UUID
 
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
-from api.models import Client
+from accounts.models import Client
 from deliveries.models import Attempt, Delivery, Event, Message, Suppression, Template
 
 

@@ -16,7 +16,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from api.models import Client
+from accounts.models import Client
 from deliveries import operations
 from deliveries.models import Priority
 from deliveries.operations import DeliverySelection, OperationResult
