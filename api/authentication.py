@@ -8,8 +8,8 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
-from api.models import ApiKey, Client
-from api.services import api_key_hash
+from accounts.models import ApiKey, Client
+from accounts.services import api_key_hash
 
 # Writing last_used_at on every request would turn every send into two writes; once a minute
 # is enough to tell a key in use from a forgotten one.

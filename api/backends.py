@@ -39,10 +39,10 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import DEFAULT_ATTACHMENT_MIME_TYPE
 
+from accounts.services import client_get_or_create
 from api.errors import validation_summary
 from api.serializers.fields import RESERVED_HEADERS
 from api.serializers.intake import MessageCreateSerializer
-from api.services import client_get_or_create
 from deliveries.mime import attachment_headers
 from deliveries.services import AttachmentDraft, MessageDraft, messages_accept
 

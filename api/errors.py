@@ -28,8 +28,8 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from api.schema import PROBLEM_MEDIA_TYPE
-from deliveries.errors import MailhubError
 from deliveries.templating import TemplateProblem
+from mailhub.errors import MailhubError
 
 PROBLEM_BASE = "https://mailhub.dev/problems/"
 # Where Django writes its own "Internal Server Error" lines, so that alerting on it still works.

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Mailhub's own packages: the innermost frame in one of them is "the line that asked for it".
-PROJECT = ("deliveries", "api", "webhooks", "mailhub")
+PROJECT = ("accounts", "deliveries", "api", "webhooks", "mailhub")
 OUTSIDE = "(no Mailhub frame: server, worker or framework machinery)"
 
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")

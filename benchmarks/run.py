@@ -690,7 +690,7 @@ class Benchmark:
 
     def dispatcher(self) -> None:
         """After the stack stopped: no beat ticks in between, nothing else on the database."""
-        from api.models import Client
+        from accounts.models import Client
         from benchmarks.dispatcher import due_query_plan, seed_finished, tick_seconds
         from deliveries.models import Delivery
 

@@ -139,7 +139,7 @@ class Stack:
         self._django_ready = True
 
     def api_key(self) -> str:
-        from api.services import api_key_create, client_get_or_create
+        from accounts.services import api_key_create, client_get_or_create
 
         _, secret = api_key_create(client=client_get_or_create(name="bench"))
         return secret

@@ -62,7 +62,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
-from api.models import Client
+from accounts.models import Client
 from deliveries.models import Delivery, Event, Message, Priority
 from deliveries.states import ACTIVE, DeliveryStatus, MessageStatus
 from mailhub.metrics_token import bearer_token_matches

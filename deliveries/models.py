@@ -23,7 +23,7 @@ class Message(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No index of its own: `message_client_created` starts with it (one index less per insert).
     client = models.ForeignKey(
-        "api.Client", on_delete=models.PROTECT, related_name="messages", db_index=False
+        "accounts.Client", on_delete=models.PROTECT, related_name="messages", db_index=False
     )
     sender = models.CharField(max_length=998, help_text="From: header, e.g. 'Shop <no@shop.test>'")
     reply_to = models.JSONField(default=list, blank=True)
@@ -166,7 +166,9 @@ class Suppression(models.Model):
         COMPLAINT = "complaint", "complaint"
         UNSUBSCRIBE = "unsubscribe", "unsubscribed"
 
-    client = models.ForeignKey("api.Client", on_delete=models.CASCADE, related_name="suppressions")
+    client = models.ForeignKey(
+        "accounts.Client", on_delete=models.CASCADE, related_name="suppressions"
+    )
     address = models.CharField(max_length=254, help_text="Stored lower-cased")
     reason = models.CharField(max_length=20, choices=Reason.choices, default=Reason.MANUAL)
     detail = models.TextField(blank=True, help_text="e.g. the SMTP reply that bounced")
@@ -184,7 +186,9 @@ class Suppression(models.Model):
 class Template(models.Model):
     """Subject, text and HTML in Django template syntax, rendered at accept time."""
 
-    client = models.ForeignKey("api.Client", on_delete=models.CASCADE, related_name="templates")
+    client = models.ForeignKey(
+        "accounts.Client", on_delete=models.CASCADE, related_name="templates"
+    )
     name = models.SlugField(max_length=100)
     subject = models.TextField(blank=True)
     text = models.TextField(blank=True)
@@ -207,7 +211,7 @@ class Event(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No index of its own: `event_client_created` starts with it (one index less per insert).
     client = models.ForeignKey(
-        "api.Client", on_delete=models.CASCADE, related_name="events", db_index=False
+        "accounts.Client", on_delete=models.CASCADE, related_name="events", db_index=False
     )
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="events")

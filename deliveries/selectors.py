@@ -11,7 +11,7 @@ from uuid import UUID
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.utils import timezone
 
-from api.models import Client
+from accounts.models import Client
 from deliveries.models import Attempt, Delivery, Event, Message, Suppression, Template
 from deliveries.states import FINISHED_MESSAGE_STATUSES
 

@@ -66,7 +66,7 @@ from django.template.defaulttags import ForNode, RegroupNode, WithNode
 from django.utils.safestring import SafeString
 
 from deliveries import conf
-from deliveries.errors import MailhubError
+from mailhub.errors import MailhubError
 
 PARTS = ("subject", "text", "html")
 

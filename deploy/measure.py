@@ -214,7 +214,7 @@ def main() -> None:
         import django
 
         django.setup()
-        from api.services import api_key_create, client_get_or_create
+        from accounts.services import api_key_create, client_get_or_create
 
         _, key = api_key_create(client=client_get_or_create(name="measure"))
         from django.db import connection

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "accounts",
     "api",
     "deliveries",
     "webhooks",
@@ -371,8 +372,8 @@ MAILHUB_MAX_METADATA_BYTES = env_int("MAILHUB_MAX_METADATA_BYTES", 2048, minimum
 MAILHUB_IDEMPOTENCY_TTL_HOURS = env_int("MAILHUB_IDEMPOTENCY_TTL_HOURS", 24, minimum=24)
 # Requests per minute and API key, unless the key has its own `rate_limit_per_minute`.
 MAILHUB_API_RATE_LIMIT_PER_MINUTE = env_int("MAILHUB_API_RATE_LIMIT_PER_MINUTE", 1200, minimum=1)
-# The rate-limit counters live in Postgres (api.models.RateCounter), so every API process sees
-# the same counts without another service to run.
+# The rate-limit counters live in Postgres (accounts.models.RateCounter), so every API process
+# sees the same counts without another service to run.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["api.throttling.ApiKeyRateThrottle"]
 # DRF's JSON parser with a bound on nesting (a deeply nested body is a 400, not a 500).

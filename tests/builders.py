@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from rest_framework.test import APIClient
 
-from api.models import Client
-from api.services import api_key_create, client_get_or_create
+from accounts.models import Client
+from accounts.services import api_key_create, client_get_or_create
 
 
 @dataclass

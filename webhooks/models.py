@@ -39,7 +39,7 @@ class Endpoint(models.Model):
     """A URL of a client's that receives its events, signed with the endpoint's secret."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    client = models.ForeignKey("api.Client", on_delete=models.CASCADE, related_name="webhooks")
+    client = models.ForeignKey("accounts.Client", on_delete=models.CASCADE, related_name="webhooks")
     url = models.URLField(max_length=2000)
     event_types = ArrayField(
         models.CharField(max_length=12, choices=Event.Type.choices), default=all_event_types

@@ -12,7 +12,7 @@ from uuid import UUID
 from django.db.models import Q
 from django.utils.dateparse import parse_datetime
 
-from api.models import Client
+from accounts.models import Client
 from deliveries.models import Event
 from webhooks.models import Endpoint, WebhookAttempt
 

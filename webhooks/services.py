@@ -30,7 +30,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from api.models import Client
+from accounts.models import Client
 from deliveries.models import Event
 from webhooks import conf, transport
 from webhooks.models import (

@@ -19,7 +19,7 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from deliveries.errors import MailhubError
+from mailhub.errors import MailhubError
 from webhooks.conf import UrlPolicy
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

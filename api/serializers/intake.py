@@ -24,8 +24,8 @@ from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.fields import SkipField, empty, get_error_detail
 
+from accounts.models import Client
 from api.errors import template_problem_detail, validation_problem
-from api.models import Client
 from api.serializers.fields import (
     AddressField,
     Base64Field,

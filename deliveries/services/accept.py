@@ -13,7 +13,7 @@ from uuid import UUID
 from django.db import connection, transaction
 from django.utils import timezone
 
-from api.models import Client
+from accounts.models import Client
 from deliveries import conf
 from deliveries.mime import make_message_id
 from deliveries.models import Delivery, Message

@@ -21,8 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from api.models import ApiKey, Client
-from api.services import api_key_revoke
+from accounts.models import Client
 from deliveries import conf
 from deliveries.models import Attachment, Attempt, Delivery, Event, Message
 from deliveries.publisher import messages_publish
@@ -263,11 +262,3 @@ def _purge_batch(*, created_before: datetime, batch_size: int, client: str) -> i
         deliveries._raw_delete(deliveries.db)
         messages = Message.objects.filter(id__in=ids)
         return messages._raw_delete(messages.db)
-
-
-# -- API keys ---------------------------------------------------------------------------------
-
-
-def api_keys_revoke(*, key_ids: Collection[int]) -> int:
-    """Revoke keys; return how many were active until now."""
-    return sum(api_key_revoke(key=key) for key in ApiKey.objects.filter(id__in=list(key_ids)))

@@ -25,7 +25,7 @@ from uuid import UUID
 
 from django.db import connection, transaction
 
-from api.models import Client
+from accounts.models import Client
 from deliveries.bulk import copy_rows, insert_values
 from deliveries.models import Message
 from deliveries.states import EVENT_OF_CREATION, DeliveryStatus

@@ -3,7 +3,7 @@ hand). Accepting mail reads them (``accept``); sending adds the hard bounces (``
 
 from __future__ import annotations
 
-from api.models import Client
+from accounts.models import Client
 from deliveries.models import Suppression
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 
-from api.models import Client
-from deliveries.errors import MailhubError
+from accounts.models import Client
 from deliveries.models import Template
 from deliveries.templating import template_check
+from mailhub.errors import MailhubError
 
 
 class TemplateExists(MailhubError):

@@ -30,7 +30,7 @@ from django.db.models import Max
 from django.test import override_settings
 from django.utils import timezone
 
-from api.models import Client
+from accounts.models import Client
 from deliveries.models import Attempt, Delivery, Message
 from deliveries.services import MessageDraft, Recipient, messages_accept
 from deliveries.states import ACTIVE, DeliveryStatus

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from api.services import client_get_or_create
+from accounts.services import client_get_or_create
 from deliveries.models import Attachment, Delivery, Event, Message
 from deliveries.services import (
     AttachmentDraft,

@@ -10,8 +10,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from api.models import ApiKey
-from api.services import api_key_hash
+from accounts.models import ApiKey
+from accounts.services import api_key_hash
 from deliveries.models import Attempt, Delivery, Event, Message, Suppression, Template
 from deliveries.states import DeliveryStatus
 from tests.support.ops import seed_message, statuses_of
@@ -26,8 +26,8 @@ CHANGELISTS = [
     "admin:deliveries_event_changelist",
     "admin:deliveries_suppression_changelist",
     "admin:deliveries_template_changelist",
-    "admin:api_client_changelist",
-    "admin:api_apikey_changelist",
+    "admin:accounts_client_changelist",
+    "admin:accounts_apikey_changelist",
 ]
 
 
@@ -247,7 +247,7 @@ def test_adding_a_suppression_stores_the_address_lower_cased(admin_client, acme)
 
 def test_a_new_api_key_shows_its_secret_once_and_stores_only_its_hash(admin_client, acme):
     response = admin_client.post(
-        reverse("admin:api_apikey_add"), {"client": acme.client.id, "name": "billing"}
+        reverse("admin:accounts_apikey_add"), {"client": acme.client.id, "name": "billing"}
     )
 
     assert response.status_code == 200
@@ -256,7 +256,7 @@ def test_a_new_api_key_shows_its_secret_once_and_stores_only_its_hash(admin_clie
     assert secret.startswith("mh_") and secret in response.content.decode()
     key = ApiKey.objects.get(name="billing")
     assert key.key_hash == api_key_hash(secret) and key.client == acme.client
-    page = admin_client.get(reverse("admin:api_apikey_change", args=[key.id])).content.decode()
+    page = admin_client.get(reverse("admin:accounts_apikey_change", args=[key.id])).content.decode()
     assert secret not in page and key.prefix in page
     # The new key works against the API.
     api = acme.api.__class__()
@@ -266,8 +266,8 @@ def test_a_new_api_key_shows_its_secret_once_and_stores_only_its_hash(admin_clie
 
 def test_revoking_keys_reports_how_many_were_active(admin_client, acme):
     active = ApiKey.objects.get(client=acme.client)
-    notes = action(admin_client, "admin:api_apikey_changelist", "revoke", [active])
-    again = action(admin_client, "admin:api_apikey_changelist", "revoke", [active])
+    notes = action(admin_client, "admin:accounts_apikey_changelist", "revoke", [active])
+    again = action(admin_client, "admin:accounts_apikey_changelist", "revoke", [active])
 
     assert notes == ["Revoked 1 API key(s)."]
     assert again == ["Revoked 0 API key(s). 1 selected key(s) were already revoked."]

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as fuzz_settings
 from hypothesis import strategies as st
 
-from api.models import ApiKey
+from accounts.models import ApiKey
 from deliveries.models import Message
 from tests.builders import message_payload
 from tests.integration.test_api_input import assert_field_error, assert_problem

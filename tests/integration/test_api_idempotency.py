@@ -11,8 +11,8 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from api.idempotency import idempotency_purge
-from api.models import IdempotencyRecord
+from accounts.idempotency import idempotency_purge
+from accounts.models import IdempotencyRecord
 from deliveries.models import Message
 from tests.builders import message_payload
 from tests.integration.test_api_input import assert_problem

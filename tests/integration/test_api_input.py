@@ -7,8 +7,8 @@ import uuid
 import pytest
 from rest_framework.test import APIClient
 
-from api.models import ApiKey
-from api.services import api_key_revoke
+from accounts.models import ApiKey
+from accounts.services import api_key_revoke
 from deliveries.models import Delivery, Message
 from tests.builders import message_payload
 

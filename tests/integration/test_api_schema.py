@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api.models import ApiKey
+from accounts.models import ApiKey
 
 pytestmark = pytest.mark.integration
 

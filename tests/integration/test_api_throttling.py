@@ -12,10 +12,10 @@ from django.conf import settings as django_settings
 from django.db import connection
 from rest_framework.test import APIClient
 
+from accounts.models import ApiKey, RateCounter
+from accounts.rate_limit import api_key_rate_check, rate_check
+from accounts.services import api_key_set_rate_limit
 from api.authentication import ApiKeyAuthentication
-from api.models import ApiKey, RateCounter
-from api.services import api_key_set_rate_limit
-from api.throttling import api_key_rate_check, rate_check
 from deliveries.models import Message
 from tests.builders import make_actor, message_payload
 from tests.integration.test_api_input import assert_problem

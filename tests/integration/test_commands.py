@@ -13,8 +13,8 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from api.models import ApiKey, IdempotencyRecord
-from api.services import api_key_create, api_key_hash
+from accounts.models import ApiKey, IdempotencyRecord
+from accounts.services import api_key_create, api_key_hash
 from deliveries.models import Delivery, Message, Suppression
 from deliveries.states import DeliveryStatus
 from tests.support.ops import seed_message, statuses_of

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.db.models import F
 from django.utils import timezone
 
-from api.models import Client
+from accounts.models import Client
 from deliveries.models import Attempt, Delivery, Message
 from deliveries.services import (
     MessageDraft,

@@ -14,9 +14,9 @@ from django.views.debug import (
     get_default_exception_reporter_filter,
 )
 
-from api.admin import ApiKeyAdmin
-from api.models import ApiKey, Client
-from api.services import KEY_PREFIX, api_key_hash
+from accounts.admin import ApiKeyAdmin
+from accounts.models import ApiKey, Client
+from accounts.services import KEY_PREFIX, api_key_hash
 from deliveries.smtp import RelayPool, SmtpTransport
 from mailhub.env import (
     SmtpRelay,

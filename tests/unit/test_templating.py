@@ -8,13 +8,13 @@ from itertools import count
 
 import pytest
 
-from deliveries.errors import MailhubError
 from deliveries.templating import (
     TemplateProblem,
     compiled_templates,
     template_check,
     template_render,
 )
+from mailhub.errors import MailhubError
 
 _ids = count(1)
 

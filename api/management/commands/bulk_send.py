@@ -19,8 +19,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
+from accounts.models import Client
 from api.errors import validation_summary
-from api.models import Client
 from api.serializers.intake import MessageCreateSerializer, TemplateLookup
 from deliveries.management.commands._common import EXIT_PARTIAL, client_named, progress
 from deliveries.models import Message, Priority

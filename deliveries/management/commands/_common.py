@@ -16,7 +16,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from api.models import Client
+from accounts.models import Client
 from deliveries.models import Priority
 from deliveries.selectors import DeliverySelection, deliveries_select
 from deliveries.services import OperationResult, chunked

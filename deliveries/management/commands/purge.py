@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from api.idempotency import idempotency_purge
+from accounts.idempotency import idempotency_purge
 from deliveries.management.commands._common import parse_duration, progress
 from deliveries.metrics import count_or_estimate
 from deliveries.selectors import messages_purgeable

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 from django.utils import timezone
 
-from api.services import client_get_or_create
+from accounts.services import client_get_or_create
 from deliveries.management.commands._common import EXIT_PARTIAL, EXIT_TIMEOUT
 from deliveries.models import Attempt, Delivery, Message, Priority
 from deliveries.services import MessageDraft, Recipient, message_accept

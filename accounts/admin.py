@@ -1,9 +1,9 @@
 """Clients and their API keys in the admin.
 
-A key is created through ``api.services.api_key_create``: the page that follows shows its secret
-once and nothing stores it (not the session, not a flash message); afterwards only the prefix is
-visible. Keys are revoked, never edited or deleted, so that the audit trail of who sent what
-stays intact.
+A key is created through ``accounts.services.api_key_create``: the page that follows shows its
+secret once and nothing stores it (not the session, not a flash message); afterwards only the
+prefix is visible. Keys are revoked, never edited or deleted, so that the audit trail of who sent
+what stays intact.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.views.decorators.debug import sensitive_variables
 
-from api.models import ApiKey, Client
-from api.services import api_key_create
-from deliveries.services.operator import api_keys_revoke
+from accounts.models import ApiKey, Client
+from accounts.services import api_key_create, api_keys_revoke
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -150,7 +149,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "secret": secret,
             "opts": self.model._meta,
         }
-        response = TemplateResponse(request, "admin/api/apikey/created.html", context)
+        response = TemplateResponse(request, "admin/accounts/apikey/created.html", context)
         response["Cache-Control"] = "no-store"
         return response
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from api.services import api_key_create, api_key_set_rate_limit, client_get_or_create
+from accounts.services import api_key_create, api_key_set_rate_limit, client_get_or_create
 
 
 class Command(BaseCommand):

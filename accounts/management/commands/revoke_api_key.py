@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
-from api.models import ApiKey
-from deliveries.services.operator import api_keys_revoke
+from accounts.models import ApiKey
+from accounts.services import api_keys_revoke
 
 
 class Command(BaseCommand):

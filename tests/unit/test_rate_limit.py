@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.throttling import rate_check
+from accounts.rate_limit import rate_check
 
 WINDOW = 60.0
 

@@ -1,3 +1,11 @@
+"""The tenant side: clients, their API keys, the keys' rate counters and idempotency records.
+
+The models came from the ``api`` app and kept their tables (``db_table``): migrations run while
+the previous release still serves (``deploy/README.md``), and a renamed table would fail every
+request of those processes until they are replaced. ``accounts.0001`` adopted the tables without
+touching them.
+"""
+
 from __future__ import annotations
 
 from django.db import models
@@ -8,6 +16,9 @@ class Client(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "api_client"
 
     def __str__(self) -> str:
         return self.name
@@ -34,6 +45,7 @@ class ApiKey(models.Model):
     )
 
     class Meta:
+        db_table = "api_apikey"
         verbose_name = "API key"
 
     def __str__(self) -> str:
@@ -48,13 +60,16 @@ class RateCounter(models.Model):
     """An API key's request counts for the rate limit: this minute's and the one before.
 
     One row per key, updated by a single ``INSERT ... ON CONFLICT DO UPDATE`` per request
-    (``api.throttling``), so every API process and machine counts together.
+    (``accounts.rate_limit``), so every API process and machine counts together.
     """
 
     api_key = models.OneToOneField(ApiKey, on_delete=models.CASCADE, primary_key=True)
     window_index = models.BigIntegerField(help_text="Which one-minute window `count` is of.")
     count = models.PositiveIntegerField(help_text="Requests allowed in that window.")
     previous = models.PositiveIntegerField(help_text="Requests allowed in the window before.")
+
+    class Meta:
+        db_table = "api_ratecounter"
 
     def __str__(self) -> str:
         return f"{self.api_key_id}: {self.count} in window {self.window_index}"
@@ -80,6 +95,7 @@ class IdempotencyRecord(models.Model):
     expires_at = models.DateTimeField(db_index=True, help_text="May be purged after this.")
 
     class Meta:
+        db_table = "api_idempotencyrecord"
         constraints = [
             models.UniqueConstraint(fields=["client", "key"], name="idempotency_unique_key")
         ]

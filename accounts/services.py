@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Collection
 
 from django.utils import timezone
 
-from api.models import ApiKey, Client
+from accounts.models import ApiKey, Client
 
 KEY_PREFIX = "mh_"
 VISIBLE_CHARS = 8
@@ -39,6 +40,11 @@ def api_key_revoke(*, key: ApiKey) -> bool:
     return bool(
         ApiKey.objects.filter(id=key.id, revoked_at__isnull=True).update(revoked_at=timezone.now())
     )
+
+
+def api_keys_revoke(*, key_ids: Collection[int]) -> int:
+    """Revoke keys; return how many were active until now."""
+    return sum(api_key_revoke(key=key) for key in ApiKey.objects.filter(id__in=list(key_ids)))
 
 
 def api_key_set_rate_limit(*, key: ApiKey, per_minute: int | None) -> None:
