@@ -1,13 +1,15 @@
 # Conveniences over the two commands, ./scripts/start and ./scripts/test (which need no make:
 # a fresh Debian machine has none).
 
-.PHONY: help run test lint fmt migrate clean distclean
+.PHONY: help run test lint fmt typecheck lock migrate clean distclean
 
 help:
 	@echo "make run        start Mailhub (./scripts/start)"
 	@echo "make test       lint, format check and the whole test suite (./scripts/test)"
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make fmt        ruff format, then ruff check --fix"
+	@echo "make typecheck  mypy over the tree (configured in pyproject.toml)"
+	@echo "make lock       rewrite requirements/*.txt from pyproject.toml (LOCK_ARGS=--upgrade: newest)"
 	@echo "make migrate    apply database migrations"
 	@echo "make clean      remove var/ (captured mail, static files, beat schedule, demo key) and caches"
 	@echo "make distclean  clean, and remove .venv too"
@@ -29,17 +31,32 @@ bench:
 chaos:
 	./scripts/chaos $(CHAOS_ARGS)
 
-# The venv, when it is missing or pyproject.toml changed since it was installed.
-.venv/.mailhub-pyproject.sha256: pyproject.toml
+# The venv, when it is missing or pyproject.toml or the dev lock changed since it was installed.
+.venv/.mailhub-install.sha256: pyproject.toml requirements/dev.txt
 	./scripts/bootstrap
 
-lint: .venv/.mailhub-pyproject.sha256
+lint: .venv/.mailhub-install.sha256
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
-fmt: .venv/.mailhub-pyproject.sha256
+fmt: .venv/.mailhub-install.sha256
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .
+
+typecheck: .venv/.mailhub-install.sha256
+	.venv/bin/mypy
+
+# The lock files, with every file's hash, for Python 3.11 on any platform. Production's
+# (runtime.txt) holds the dependencies alone; the dev lock adds the [dev] and [run] extras at
+# production's versions (-c). Pins already in a lock stay unless pyproject.toml excludes them
+# or LOCK_ARGS says otherwise (--upgrade, --upgrade-package NAME). tests/unit/test_lock.py
+# fails while pyproject.toml and the locks disagree.
+LOCK_FLAGS = --quiet --no-config --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" $(LOCK_ARGS)
+lock: .venv/.mailhub-install.sha256
+	.venv/bin/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements/runtime.txt
+	.venv/bin/uv pip compile pyproject.toml --extra dev --extra run -c requirements/runtime.txt \
+		$(LOCK_FLAGS) -o requirements/dev.txt
 
 migrate:
 	./scripts/bootstrap
@@ -47,7 +64,7 @@ migrate:
 
 # Leaves the database and .env alone: the admin password in .env stays the admin's password.
 clean:
-	rm -rf var .pytest_cache .ruff_cache
+	rm -rf var .pytest_cache .ruff_cache .mypy_cache
 	find . -path ./.venv -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean

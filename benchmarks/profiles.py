@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 #: Mailhub's own packages: the innermost frame in one of them is "the line that asked for it".
 PROJECT = ("accounts", "deliveries", "api", "webhooks", "mailhub")
@@ -145,7 +146,7 @@ class Recorder:
         self.output = output
         self.rate = rate
         self.process: subprocess.Popen | None = None
-        self._log = None
+        self._log: IO[bytes] | None = None
 
     def start(self) -> Recorder:
         py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
@@ -185,7 +186,8 @@ class Recorder:
                 self.process.kill()
                 self.process.wait(5)
         self.process = None
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
         if not self.output.exists():
             return []
         return parse_raw(self.output.read_text(errors="replace"))

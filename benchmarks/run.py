@@ -267,6 +267,12 @@ class Benchmark:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    @property
+    def sampling(self) -> ProcessSampler:
+        """The sampler, running from the start of ``run`` to the memory rows."""
+        assert self.sampler is not None, "run() starts the sampler"
+        return self.sampler
+
     def post(self, phase: str, count: int, *, clients: int, **kwargs) -> load.HttpResult:
         result = load.post_all(port=self.port, key=self.key, count=count, clients=clients, **kwargs)
         self.accounting.add(phase, result.accepted)
@@ -301,12 +307,12 @@ class Benchmark:
         roots = self.stack.process_groups()
         recorders = {
             group: Recorder(
-                pid=roots[group],
+                pid=pid,
                 output=self.args.profile / f"{phase}-{group.replace(' ', '-')}.txt",
                 rate=PROFILE_RATE,
             ).start()
             for group in groups
-            if roots.get(group)
+            if (pid := roots.get(group))
         }
         try:
             return work()
@@ -329,6 +335,7 @@ class Benchmark:
 
     def run(self) -> None:
         self.key = self.stack.api_key()
+        assert self.stack.api is not None, "the stack is started"
         self.port = self.stack.api.port
         self.sampler = ProcessSampler(lambda: process_groups(self.stack)).start()
         self.warm_up()
@@ -370,7 +377,7 @@ class Benchmark:
         self.rows.append(heading("Raw limit: plain smtplib into the same sink, no DB or queue"))
         for connections in (1, 4):
             say(f"raw limit over {connections} connection(s): {count:,} messages")
-            before = self.sampler.mark()
+            before = self.sampling.mark()
             result = load.smtp_blast(
                 port=self.stack.sink.port,
                 mail=self.mail,
@@ -386,14 +393,14 @@ class Benchmark:
             if result.failed:
                 self.rows.append(Row(f"{label}: refused by the sink", result.failed, "msgs"))
         # The two processes involved, for the last blast: which one is the limit.
-        used = cpu_between(before, self.sampler.mark())
+        used = cpu_between(before, self.sampling.mark())
         for name, label in (("sink", "SMTP sink"), ("load generator", "load generator (smtplib)")):
             self.rows.append(Row(f"CPU: {label}", used.get(name, 0) * 1000 / count, "ms/msg"))
 
     def single_accept(self) -> None:
         count, clients = self.args.single, self.args.clients
         say(f"single-message accept: {count:,} requests from {clients} connections")
-        before = self.sampler.mark()
+        before = self.sampling.mark()
         result = self.profiled(
             "single",
             ["api", "worker general"],
@@ -405,7 +412,7 @@ class Benchmark:
                 bodies=lambda i: self.mail.message("single", i),
             ),
         )
-        after = self.sampler.mark()
+        after = self.sampling.mark()
         self.wait_delivered("single", result.accepted)
         failures = result.requests - result.statuses.get(202, 0)
         # The floor under any request on this machine: the same server and load generator, a
@@ -470,7 +477,7 @@ class Benchmark:
         batched = self.args.messages if self.batch_available else 0
         say(f"the API alone: {count:,} single sends, {batched:,} in batches, workers stopped")
         with self.workers_paused():
-            before = self.sampler.mark()
+            before = self.sampling.mark()
             single = self.profiled(
                 "apisingle",
                 ["api"],
@@ -482,18 +489,18 @@ class Benchmark:
                     bodies=lambda i: self.mail.message("apisingle", i),
                 ),
             )
-            after_single = self.sampler.mark()
+            after_single = self.sampling.mark()
             batch = (
                 self.profiled("apibatch", ["api"], lambda: self.send_batches("apibatch", batched))
                 if batched
                 else None
             )
-            after_batch = self.sampler.mark()
+            after_batch = self.sampling.mark()
         say("the workers resume and deliver what the API accepted alone")
         resumed = time.time()
         self.wait_delivered("apisingle", single.accepted)
         arrived = self.wait_delivered("apibatch", batch.accepted) if batch else {"last": None}
-        delivered = self.sampler.mark()
+        delivered = self.sampling.mark()
         backlog = single.accepted + (batch.accepted if batch else 0)
         last = max(
             filter(None, [self.stack.sink.summary("apisingle")["last"], arrived["last"]]),
@@ -528,14 +535,14 @@ class Benchmark:
         count = self.args.messages
         how = f"batches of {BATCH_SIZE}" if self.batch_available else "single requests"
         say(f"end to end: {count:,} messages in {how}")
-        before = self.sampler.mark()
+        before = self.sampling.mark()
 
         def accept_and_deliver() -> tuple[load.HttpResult, dict]:
             sent = self.send_batches("e2e", count)
             return sent, self.wait_delivered("e2e", sent.accepted)
 
         result, arrived = self.profiled("e2e", ["api", "worker general"], accept_and_deliver)
-        after = self.sampler.mark()
+        after = self.sampling.mark()
         from deliveries.states import DeliveryStatus
 
         delivered_rows = _deliveries("e2e").filter(status=DeliveryStatus.DELIVERED).count()
@@ -617,7 +624,7 @@ class Benchmark:
             per_second=per_second,
         )
         self.wait_delivered("soak", self.accounting.phases.get("soak", 0))
-        samples = [totals for at, totals in self.sampler.series if at >= started]
+        samples = [totals for at, totals in self.sampling.series if at >= started]
         # The first tenth warms up (pool processes reach their working set); flat is judged
         # from there to the end.
         steady = samples[len(samples) // 10 :] or samples
@@ -645,7 +652,7 @@ class Benchmark:
 
     def memory_rows(self) -> None:
         self.rows.append(heading("Peak RSS during the run (the sum counts shared pages twice)"))
-        for group, peak in self.sampler.peaks.items():
+        for group, peak in self.sampling.peaks.items():
             if not group.startswith(("worker", "api")):
                 continue
             self.rows += [

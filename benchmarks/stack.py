@@ -14,6 +14,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlsplit
 
 import psycopg2
@@ -130,7 +131,7 @@ class Stack:
 
     def _setup_django(self, env: dict[str, str]) -> None:
         # This process reads the same database and names the same queues as the stack.
-        names = ("DJANGO_SETTINGS_MODULE", "DJANGO_SECRET_KEY", "DATABASE_URL")
+        names: tuple[str, ...] = ("DJANGO_SETTINGS_MODULE", "DJANGO_SECRET_KEY", "DATABASE_URL")
         names += ("MAILHUB_SMTP_URL", "MAILHUB_QUEUE_PREFIX")
         os.environ.update({name: env[name] for name in names})
         import django
@@ -196,6 +197,7 @@ class Stack:
     def _delete_queues(self) -> None:
         if not self._django_ready:
             return
+        import amqp
         from django.conf import settings
         from kombu import Exchange
 
@@ -214,7 +216,8 @@ class Stack:
         with app.connection_for_write() as connection:
             channel = connection.default_channel
             for name in names:
-                channel.queue_delete(name)
+                # py-amqp's (kombu types it as the transport-neutral StdChannel)
+                cast(amqp.Channel, channel).queue_delete(name)
             for name in exchanges:
                 Exchange(name).bind(channel).delete()
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from email import message_from_bytes
 from email.policy import default as default_policy
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -62,6 +62,8 @@ admin.site.index_template = "admin/mailhub_index.html"
 class EstimatedCountPaginator(Paginator):
     """Exact counts for small results, the planner's estimate for large ones."""
 
+    object_list: QuerySet  # the changelist's rows: always a queryset in the admin
+
     @cached_property
     def count(self) -> int:
         return count_or_estimate(self.object_list)[0]
@@ -70,7 +72,7 @@ class EstimatedCountPaginator(Paginator):
 class FastChangelist:
     """Changelist settings shared by the big tables."""
 
-    paginator = EstimatedCountPaginator
+    paginator: ClassVar[type[Paginator]] = EstimatedCountPaginator
     show_full_result_count = False
     list_per_page = 50
 
@@ -132,7 +134,7 @@ def _delivery_action(name: str, description: str, **run: Any) -> Callable:
     return action
 
 
-class DeliveryActions:
+class DeliveryActions(admin.ModelAdmin):
     """Retry, requeue and cancel for any changelist whose rows name deliveries.
 
     Each action selects only the statuses its operation may move from (a delivered delivery is
@@ -734,8 +736,9 @@ class TemplateForm(forms.ModelForm):
         model = Template
         fields = ("client", "name", "subject", "text", "html")
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         try:
             template_check(
                 subject=data.get("subject", ""),

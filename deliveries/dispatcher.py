@@ -80,7 +80,9 @@ def deliveries_dispatch(*, batch: int | None = None) -> DispatchReport:
                 "lost_attempts",
             )[:batch]
         )
-        release, republish, expire = [], [], []
+        release: list[int] = []
+        republish: list[int] = []
+        expire: list[int] = []
         touched_messages = set()
         for delivery_id, message_id, status, attempts, priority, expires_at, lost in due:
             touched_messages.add(message_id)
@@ -111,8 +113,8 @@ def deliveries_dispatch(*, batch: int | None = None) -> DispatchReport:
         messages_refresh_status(message_ids=touched_messages)
         # Rate-limit windows older than the current minute are never read again.
         DomainWindow.objects.filter(minute__lt=now - timedelta(minutes=2)).delete()
-    for message_id in to_publish_alone:
-        to_publish.pop(message_id, None)
+    for alone in to_publish_alone:
+        to_publish.pop(alone, None)
     if to_publish:
         report.published_messages = messages_publish(messages=to_publish.items())
     for message in to_publish_alone.items():

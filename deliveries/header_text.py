@@ -67,8 +67,10 @@ def header_text_problem(value: str, *, _level: int = 0) -> HeaderTextProblem | N
             )
         for decoded in _decodings(charset=word[2], encoding=word[3], payload=word[4]):
             if isinstance(decoded, bytes):
-                found = _FORBIDDEN_BYTE.search(decoded)
-                problem = found and _problem(found.group().decode("latin-1"), "once decoded")
+                found_byte = _FORBIDDEN_BYTE.search(decoded)
+                problem = found_byte and _problem(
+                    found_byte.group().decode("latin-1"), "once decoded"
+                )
             else:
                 problem = header_text_problem(decoded, _level=_level + 1)
             if problem:

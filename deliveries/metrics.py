@@ -34,8 +34,9 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+import amqp
 from amqp.exceptions import AMQPError, ChannelError
 from django.conf import settings
 from django.db import connection
@@ -127,9 +128,13 @@ def broker_queue_depths(*, timeout: float | None = None) -> BrokerState:
         with Connection(settings.CELERY_BROKER_URL, connect_timeout=timeout) as conn:
             conn.ensure_connection(max_retries=0)
             for priority, name in settings.MAILHUB_QUEUES.items():
-                channel = conn.channel()
+                # py-amqp's channel (the broker URL is always AMQP); kombu types it as the
+                # transport-neutral StdChannel, which has no queue_declare.
+                channel = cast(amqp.Channel, conn.channel())
                 try:
-                    _, messages, consumers = channel.queue_declare(queue=name, passive=True)
+                    declared = channel.queue_declare(queue=name, passive=True)
+                    assert declared is not None  # None only for nowait=True
+                    _, messages, consumers = declared
                     queues[priority] = QueueDepth(name, messages, consumers)
                 except ChannelError:  # 404: the broker closed this channel, not the connection
                     queues[priority] = QueueDepth(name, None, None)
@@ -422,7 +427,7 @@ class _DailyTally:
 _tally = _DailyTally()
 
 
-def _workers_state(timeout: float) -> dict[str, dict[str, Any]] | None:
+def _workers_state(timeout: float) -> Mapping[str, Mapping[str, Any]] | None:
     """Each worker's ``stats`` reply (pool size, busy processes, tasks run), or None on error."""
     from mailhub.celery import app
 

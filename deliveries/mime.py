@@ -6,11 +6,12 @@ import re
 from collections.abc import Iterable
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
-from email.headerregistry import HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.policy import SMTP, default
 from email.utils import format_datetime, formataddr, parseaddr
+from typing import TypedDict
 
 from deliveries.header_text import HeaderTextError, check_header_text
 from deliveries.models import Attachment, Delivery, Message
@@ -22,9 +23,9 @@ class _CachedHeaderRegistry(HeaderRegistry):
 
     def __init__(self) -> None:
         super().__init__()
-        self._classes: dict[str, type] = {}
+        self._classes: dict[str, type[BaseHeader]] = {}
 
-    def __getitem__(self, name: str) -> type:
+    def __getitem__(self, name: str) -> type[BaseHeader]:
         key = name.lower()
         cls = self._classes.get(key)
         if cls is None:
@@ -32,7 +33,10 @@ class _CachedHeaderRegistry(HeaderRegistry):
         return cls
 
 
-_POLICY = SMTP.clone(header_factory=_CachedHeaderRegistry())
+#: SMTP's: 78 (the policy's attribute may be None, meaning no folding; never so here).
+_MAX_LINE_LENGTH = 78
+_HEADERS = _CachedHeaderRegistry()
+_POLICY = SMTP.clone(header_factory=_HEADERS, max_line_length=_MAX_LINE_LENGTH)
 #: Reads headers back as a recipient's software would.
 _READER = BytesHeaderParser(policy=default)
 
@@ -145,11 +149,11 @@ def address_field(name: str, value: str, *, names: Iterable[str]) -> bytes:
     folded = header_field(name, value)
     if any(map(display_name_may_misfold, names)):
         try:
-            wanted = _mailboxes(_POLICY.header_factory(name, value))
-            written = _mailboxes(_READER.parsebytes(folded + _CRLF)[name])
+            wanted = _mailboxes(_HEADERS(name, value))
+            same = _mailboxes(_READER.parsebytes(folded + _CRLF)[name]) == wanted
         except Exception:  # the library fails to read some garbage with more than ValueError
-            written, wanted = [], [None]
-        if written != wanted:
+            same = False
+        if not same:
             raise HeaderTextError(f"the {name} header would not read back as the same addresses")
     return folded
 
@@ -197,7 +201,7 @@ def _one_field(name: str, folded: bytes) -> bytes:
 
 
 def _is_plain(name: str, value: str) -> bool:
-    if len(name) + 2 + len(value) > _POLICY.max_line_length or "=?" in value:
+    if len(name) + 2 + len(value) > _MAX_LINE_LENGTH or "=?" in value:
         return False
     if not _FIELD_NAME.fullmatch(name):
         return False
@@ -205,7 +209,7 @@ def _is_plain(name: str, value: str) -> bool:
     if lowered in _PLAIN:
         return _PLAIN[lowered].fullmatch(value) is not None
     # Other headers the library knows (addresses, dates, content headers) have their own parsers.
-    if lowered in _POLICY.header_factory.registry:
+    if lowered in _HEADERS.registry:
         return False
     return _PLAIN_UNSTRUCTURED.fullmatch(value) is not None
 
@@ -219,7 +223,7 @@ def _refuse_repeated_unique_headers(written: bytes, custom: list[str]) -> None:
     ]
     names += [name.lower() for name in custom]
     for name in {name for name in names if names.count(name) > 1}:
-        if _POLICY.header_factory[name].max_count is not None:
+        if _HEADERS[name].max_count is not None:
             raise ValueError(f"There may be at most 1 {name} headers in a message")
 
 
@@ -259,7 +263,7 @@ def _seven_bit_text(subtype: str, text: str) -> tuple[bytes, bytes] | None:
     if not text.isascii():
         return None
     lines = text.encode("ascii").splitlines()
-    if max(map(len, lines), default=0) > _POLICY.max_line_length:
+    if max(map(len, lines), default=0) > _MAX_LINE_LENGTH:
         return None
     headers = _SEVEN_BIT_TEXT.format(subtype=subtype).encode("ascii")
     return headers, b"".join(line + _CRLF for line in lines) or _CRLF
@@ -295,11 +299,21 @@ def _check_part_text(filename: str, content_type: str, content_id: str) -> None:
     check_header_text(content_id, what="an attachment's content_id")
 
 
-def _part_args(filename: str, content_type: str, content_id: str) -> dict[str, str]:
+class _PartArgs(TypedDict, total=False):
+    """The keyword arguments of ``set_content``/``add_attachment`` that a part uses."""
+
+    maintype: str
+    subtype: str
+    filename: str
+    cid: str
+    disposition: str
+
+
+def _part_args(filename: str, content_type: str, content_id: str) -> _PartArgs:
     """How a part is given to the library: an inline one (it has a content id) next to the
     HTML, any other as an attachment (the library's default disposition for a file name)."""
     maintype, subtype = content_type.split("/", 1)
-    args = {"maintype": maintype, "subtype": subtype, "filename": filename}
+    args: _PartArgs = {"maintype": maintype, "subtype": subtype, "filename": filename}
     if content_id:
         args |= {"cid": f"<{content_id}>", "disposition": "inline"}
     return args
@@ -326,7 +340,7 @@ def _attach(mime: EmailMessage, attachments: list[Attachment]) -> None:
         mime.add_attachment(bytes(part.content), **_part_args_of(part))
 
 
-def _part_args_of(part: Attachment) -> dict[str, str]:
+def _part_args_of(part: Attachment) -> _PartArgs:
     return _part_args(part.filename, part.content_type, part.content_id)
 
 

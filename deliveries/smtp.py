@@ -8,12 +8,13 @@ for anything the network or the server does.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import smtplib
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -128,7 +129,7 @@ class SmtpTransport:
 
         accepted = []
         for recipient in envelope.recipients:
-            code, text = self._command(Stage.RCPT, lambda r=recipient: conn.rcpt(r))
+            code, text = self._command(Stage.RCPT, functools.partial(conn.rcpt, recipient))
             if code == 421:
                 raise _Abort(SmtpReply(code, _decode(text), Stage.RCPT), drop_connection=True)
             if code in (250, 251):
@@ -150,7 +151,13 @@ class SmtpTransport:
         if code != 250:
             self._reset()
 
-    def _command(self, stage: Stage, call, *, timeout: float | None = None) -> tuple[int, bytes]:
+    def _command(
+        self,
+        stage: Stage,
+        call: Callable[[], tuple[int, bytes]],
+        *,
+        timeout: float | None = None,
+    ) -> tuple[int, bytes | str]:
         """Run one SMTP command under the phase timeout, bounded by the attempt's deadline."""
         assert self._conn is not None
         self._set_timeout(stage, timeout or self.timeout)

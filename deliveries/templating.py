@@ -42,7 +42,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from django.template import (
     Context,
@@ -55,6 +55,7 @@ from django.template import (
 from django.template.base import (
     FilterExpression,
     Lexer,
+    Node,
     NodeList,
     Parser,
     Template,
@@ -405,7 +406,8 @@ class _NodeList(NodeList):
         for node in self:
             if clock() > budget.deadline:
                 budget.spend()
-            piece = node.render_annotated(context)
+            # A node renders text; django-stubs declares render_annotated as ``int | str``.
+            piece = cast(str, node.render_annotated(context))
             size += len(piece)
             if size > limit:
                 budget.output(size)
@@ -419,6 +421,11 @@ class _ForNode(ForNode):
     Django's loop renders the nodes of its body itself rather than through their node list, so
     the node list alone would not see a loop's iterations.
     """
+
+    # What Django's parser gives the node (django-stubs declares wider types for them).
+    sequence: FilterExpression
+    nodelist_loop: NodeList
+    nodelist_empty: NodeList
 
     def render(self, context) -> SafeString:
         budget = _budget.get()
@@ -465,7 +472,7 @@ class _ForNode(ForNode):
                 else:
                     context[self.loopvars[0]] = item
                 for node in self.nodelist_loop:
-                    piece = node.render_annotated(context)
+                    piece = cast(str, node.render_annotated(context))
                     size += len(piece)
                     if size > limit:
                         budget.output(size)
@@ -577,6 +584,9 @@ class _Lexer(Lexer):
 class _Parser(Parser):
     """Django's parser, on the compilation's budget, nesting at most ``MAX_NESTING`` deep, and
     making the budgeted node lists."""
+
+    # Set by Django 5.2's Parser; django-stubs 5.2 does not declare it.
+    extra_data: dict[str, Any]
 
     def __init__(self, *args, budget: _Budget, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -860,21 +870,34 @@ def _copy(value: Any, budget: _Budget, depth: int = 0) -> Any:
     return [item if type(item) in _SCALARS else _copy(item, budget, depth) for item in value]
 
 
+_NodeType = TypeVar("_NodeType", bound=Node)
+
+
+def _nodes_of_type(nodelist: NodeList, kind: type[_NodeType]) -> list[_NodeType]:
+    """``get_nodes_by_type``, typed by the kind asked for (django-stubs says only ``Node``)."""
+    return [node for node in nodelist.get_nodes_by_type(kind) if isinstance(node, kind)]
+
+
 def _missing_names(template: Template, context: Mapping[str, Any], budget: _Budget) -> list[str]:
     """Best effort: the printed variables that do not resolve against the context."""
     nodelist = template.nodelist
     bound = {"forloop"}
-    for node in nodelist.get_nodes_by_type(ForNode):
-        bound.update(node.loopvars)
-    for node in nodelist.get_nodes_by_type(WithNode):
-        bound.update(node.extra_context)
-    names = []
+    for for_node in _nodes_of_type(nodelist, ForNode):
+        bound.update(for_node.loopvars)
+    for with_node in _nodes_of_type(nodelist, WithNode):
+        bound.update(with_node.extra_context)
+    names: list[str] = []
     probe = Context(_copy(context, budget))
-    for node in nodelist.get_nodes_by_type(VariableNode):
+    for node in _nodes_of_type(nodelist, VariableNode):
         budget.spend()
         expression: FilterExpression = node.filter_expression
         variable = expression.var
-        if not isinstance(variable, Variable) or variable.lookups is None:
+        # A variable with lookups is a name (a str); literals have none.
+        if (
+            not isinstance(variable, Variable)
+            or variable.lookups is None
+            or not isinstance(variable.var, str)
+        ):
             continue
         if variable.lookups[0] in bound:
             continue

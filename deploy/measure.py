@@ -224,16 +224,14 @@ def main() -> None:
         # The production sizing: 2 x CPUs + 1 workers, 4 threads each.
         api = ApiServer("measure", env=env, log_dir=log_dir, workers=None, threads=None)
         processes.append(api.start())
-        api_cpu = cpu_seconds(descendants(api.process.pid))
+        api_cpu = cpu_seconds(descendants(api.pid))
         report["accept"] = accept_phase(api, key, args.messages, args.clients)
         api_backends = postgres_backends(database_url, database)
         report["accept"]["cpu_ms_per_request"] = {
-            "api": round(
-                (cpu_seconds(descendants(api.process.pid)) - api_cpu) * 1000 / args.messages, 2
-            ),
+            "api": round((cpu_seconds(descendants(api.pid)) - api_cpu) * 1000 / args.messages, 2),
             "postgres": round(cpu_seconds(api_backends) * 1000 / args.messages, 2),
         }
-        report["connections"] = {"api": connections(api.process.pid)}
+        report["connections"] = {"api": connections(api.pid)}
 
         queues = [f"{prefix}mail.high", f"{prefix}mail.normal", f"{prefix}mail.low"]
         worker = WorkerProcess(
@@ -245,7 +243,7 @@ def main() -> None:
         )
         started = time.perf_counter()
         processes.append(worker.start())
-        worker_cpu = cpu_seconds(descendants(worker.process.pid))
+        worker_cpu = cpu_seconds(descendants(worker.pid))
         sink.wait_for(args.messages, timeout=args.timeout)
         elapsed = time.perf_counter() - started
         time.sleep(2)  # the last deliveries' rows are committed after the sink's reply
@@ -263,15 +261,13 @@ def main() -> None:
             ),
             "cpu_ms_per_mail": {
                 "worker": round(
-                    (cpu_seconds(descendants(worker.process.pid)) - worker_cpu)
-                    * 1000
-                    / args.messages,
+                    (cpu_seconds(descendants(worker.pid)) - worker_cpu) * 1000 / args.messages,
                     2,
                 ),
                 "postgres": round(cpu_seconds(worker_backends) * 1000 / args.messages, 2),
             },
         }
-        report["connections"]["worker"] = connections(worker.process.pid)
+        report["connections"]["worker"] = connections(worker.pid)
         sizes = {}
         for table in TABLES:
             rows, size = psql(

@@ -10,9 +10,13 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from dj_database_url import DBConfig
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -159,7 +163,7 @@ def parse_smtp_urls(name: str, urls: str) -> list[SmtpRelay]:
     return relays
 
 
-def parse_database_url(name: str, url: str) -> dict:
+def parse_database_url(name: str, url: str) -> DBConfig:
     import dj_database_url
 
     if not url.startswith(("postgres://", "postgresql://")):

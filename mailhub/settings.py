@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from kombu import Exchange, Queue
 
@@ -379,7 +380,7 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["api.throttling.ApiKeyRateThrottle
 # DRF's JSON parser with a bound on nesting (a deeply nested body is a 400, not a 500).
 REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["api.parsers.JSONParser"]
 REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "api.schema.MailhubAutoSchema"
-SPECTACULAR_SETTINGS = {
+SPECTACULAR_SETTINGS: dict[str, Any] = {
     "TITLE": "Mailhub API",
     "VERSION": "1",
     "DESCRIPTION": "Transactional mail; api.schema.describe writes the full description.",

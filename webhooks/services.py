@@ -17,12 +17,14 @@ the response and the write sends it again; receivers de-duplicate by event id.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 from uuid import UUID
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -54,7 +56,14 @@ USER_AGENT = "Mailhub-Webhooks/1"
 # Any constant will do; it only has to be the same for every process sharing the database.
 _FANOUT_LOCK = 0x57484B53  # "WHKS"
 
-_UNSET = object()
+
+class _Unset(enum.Enum):
+    """An argument not given: the field stays as it is."""
+
+    UNSET = enum.auto()
+
+
+_UNSET: Final = _Unset.UNSET
 
 
 # -- endpoints -------------------------------------------------------------------------------
@@ -89,10 +98,10 @@ def endpoint_create(
 def endpoint_update(
     *,
     endpoint: Endpoint,
-    url: str | object = _UNSET,
-    event_types: list[str] | object = _UNSET,
-    description: str | object = _UNSET,
-    enabled: bool | object = _UNSET,
+    url: str | _Unset = _UNSET,
+    event_types: list[str] | _Unset = _UNSET,
+    description: str | _Unset = _UNSET,
+    enabled: bool | _Unset = _UNSET,
 ) -> Endpoint:
     """Change what is given. A new URL is checked and tried at once, even while backing off;
     enabling an endpoint forgets its failures."""
@@ -155,7 +164,7 @@ def endpoint_delete(*, endpoint: Endpoint) -> None:
     endpoint.delete()
 
 
-def _event_types(event_types: list[str] | object | None) -> list[str]:
+def _event_types(event_types: list[str] | _Unset | None) -> list[str]:
     if event_types is None or event_types is _UNSET:
         return list(EVENT_TYPES)
     unknown = set(event_types) - set(EVENT_TYPES)
@@ -249,10 +258,13 @@ def endpoints_dispatch() -> int:
             return 0
         # Long enough for the task to wait in the queue; it extends the claim while it sends.
         until = now + conf.republish_after()
+        claims: list[tuple[UUID, UUID]] = []
         for endpoint in due:
-            endpoint.claim, endpoint.claimed_until = uuid.uuid4(), until
+            claim = uuid.uuid4()
+            endpoint.claim, endpoint.claimed_until = claim, until
+            claims.append((endpoint.id, claim))
         Endpoint.objects.bulk_update(due, ["claim", "claimed_until"])
-    return endpoints_publish(claims=[(endpoint.id, endpoint.claim) for endpoint in due])
+    return endpoints_publish(claims=claims)
 
 
 # -- sending ---------------------------------------------------------------------------------

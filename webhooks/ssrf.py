@@ -207,7 +207,7 @@ def destination_resolve(target: Target, *, policy: UrlPolicy) -> Destination:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeUrl(f"The host {target.host!r} could not be resolved ({exc}).") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise UnsafeUrl(f"The host {target.host!r} has no address.")
     for text in addresses:

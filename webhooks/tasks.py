@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 from celery import shared_task
 
 from webhooks import conf
 from webhooks.services import endpoint_deliver, webhooks_tick
 
 # The task stops starting new requests after its budget; each request is bounded by the timeout.
-# The soft limit is a backstop that only a bug could reach.
-_DELIVER_LIMIT = conf.task_budget() + conf.timeout() + conf.connect_timeout() + 30
+# The soft limit is a backstop that only a bug could reach (whole seconds: Celery's type).
+_DELIVER_LIMIT = math.ceil(conf.task_budget() + conf.timeout() + conf.connect_timeout() + 30)
 
 
 @shared_task(ignore_result=True)

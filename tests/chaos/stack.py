@@ -147,7 +147,7 @@ class ChaosStack:
         accepted = []
         # Accepting here stands for this stack's API: its queues, and its republish delay
         # (which the rows carry from the start).
-        overrides = {"MAILHUB_QUEUES": self.queues}
+        overrides: dict[str, object] = {"MAILHUB_QUEUES": self.queues}
         if "MAILHUB_REPUBLISH_AFTER_SECONDS" in self.env:
             overrides["MAILHUB_REPUBLISH_AFTER_SECONDS"] = float(
                 self.env["MAILHUB_REPUBLISH_AFTER_SECONDS"]

@@ -55,3 +55,17 @@ def test_compose_builds_it_from_the_repository_root_without_the_local_state():
             *sources, _ = rest.split()
             for source in sources:
                 assert source == "." or (DEPLOY.parent / source).exists(), source
+
+
+def test_the_image_installs_the_runtime_lock_with_its_hashes_and_nothing_more():
+    steps = instructions()
+    copied = {
+        rest.split()[-1]: rest.split()[0]
+        for keyword, rest in steps
+        if keyword == "COPY" and rest.split()[0] != "."
+    }
+    [install] = [rest for keyword, rest in steps if keyword == "RUN" and "pip install" in rest]
+    assert re.search(r"pip install --require-hashes -r (\S+)", install), install
+    target = re.search(r"-r (\S+)", install)[1]
+    assert copied[target] == "requirements/runtime.txt"
+    assert install.count("pip install") == 1

@@ -46,7 +46,9 @@ def pod_spec(workload: dict) -> dict | None:
 
 
 def containers(workload: dict) -> list[dict]:
-    return pod_spec(workload)["containers"]
+    spec = pod_spec(workload)
+    assert spec is not None, f"a {workload['kind']} has no containers"
+    return spec["containers"]
 
 
 def worker_pools(manifests) -> dict[str, dict]:

@@ -18,9 +18,13 @@ INSTALL_PREFIX = "/opt/mailhub"
 POOLS = ("high", "general", "webhooks")
 
 
+class _UnitParser(configparser.RawConfigParser):
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr  # systemd keys are case-sensitive
+
+
 def unit(name: str) -> configparser.RawConfigParser:
-    parser = configparser.RawConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # systemd keys are case-sensitive
+    parser = _UnitParser(strict=False, interpolation=None)
     parser.read_string((SYSTEMD / name).read_text())
     return parser
 

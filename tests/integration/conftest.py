@@ -91,9 +91,9 @@ def _flush_survives_deadlocks() -> Iterator[None]:
                     raise
                 time.sleep(0.2)
 
-    DatabaseOperations.execute_sql_flush = execute_sql_flush
-    yield
-    DatabaseOperations.execute_sql_flush = original
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DatabaseOperations, "execute_sql_flush", execute_sql_flush)
+        yield
 
 
 @pytest.fixture

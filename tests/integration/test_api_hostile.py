@@ -163,7 +163,7 @@ CONVERTER = re.compile(r"<(?:(?P<kind>\w+):)?(?P<name>\w+)>")
 
 def url_conf_operations() -> set[tuple[str, str]]:
     """``(method, route)`` of every view under /api/v1/, e.g. ``("get", "/api/v1/messages")``."""
-    operations = set()
+    operations: set[tuple[str, str]] = set()
 
     def walk(patterns, prefix: str) -> None:
         for pattern in patterns:

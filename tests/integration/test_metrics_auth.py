@@ -117,7 +117,8 @@ def flower(django_db_setup) -> Iterator[str]:
             except OSError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"Flower did not start: {process.stderr.read().decode()}")
+                stderr = process.stderr.read().decode() if process.stderr else ""
+                raise AssertionError(f"Flower did not start: {stderr}")
             time.sleep(0.2)
         yield base
     finally:

@@ -40,6 +40,9 @@ class RecordingTransport:
         self.sent.append(envelope)
         return {address: OK for address in envelope.recipients}
 
+    def close(self) -> None:
+        pass
+
 
 def accept(client, *recipients: Recipient, **fields) -> Message:
     draft = {"sender": "Shop <no-reply@shop.test>", "subject": "Hello", "text": "Hi."} | fields

@@ -77,7 +77,8 @@ def seed_message(
             fields["next_attempt_at"] = now + timedelta(minutes=5)
         assert deliveries_transition(delivery_ids=ids, to=step, **fields) == len(ids)
     if status in (S.DEFERRED, S.DELIVERED, S.BOUNCED, S.FAILED):
-        outcome = {S.DEFERRED: "deferred", S.DELIVERED: "delivered"}.get(status, status)
+        outcomes: dict[str, str] = {S.DEFERRED: "deferred", S.DELIVERED: "delivered"}
+        outcome = outcomes.get(status, status)
         code = FIELDS[status]["last_code"]
         Attempt.objects.bulk_create(
             Attempt(

@@ -26,6 +26,13 @@ class ManagedProcess:
     def is_ready(self) -> bool:
         raise NotImplementedError
 
+    @property
+    def pid(self) -> int:
+        """The started process's id (its group's too)."""
+        if self.process is None:
+            raise RuntimeError(f"{self.kind} {self.name} has not been started")
+        return self.process.pid
+
     def start(self, *, ready_timeout: float = 60.0):
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(

@@ -75,6 +75,7 @@ class WebhookReceiver:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # an IP address: bytes only for a Unix socket
         return f"http://{host}:{port}/hooks/mailhub"
 
     def start(self) -> WebhookReceiver:

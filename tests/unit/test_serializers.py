@@ -22,7 +22,9 @@ def refusal_codes(payload) -> dict:
     serializer = MessageCreateSerializer(data=payload)
     with pytest.raises(serializers.ValidationError) as refused:
         serializer.is_valid(raise_exception=True)
-    return refused.value.get_codes()
+    codes = refused.value.get_codes()
+    assert isinstance(codes, dict)
+    return codes
 
 
 def without(field: str, **overrides) -> dict:

@@ -12,6 +12,7 @@ import random
 import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import getaddresses
+from typing import cast
 
 import pytest
 from rest_framework import serializers
@@ -58,7 +59,7 @@ class Templates:
 
 def stock_items(defaults: dict, messages: list, templates: Templates) -> list:
     """What BatchSerializer.items answered before: a serializer of its own for each message."""
-    out = []
+    out: list[object] = []
     for item in messages:
         if not isinstance(item, dict):
             not_an_object = ErrorDetail("Each message is a JSON object.", code="invalid")
@@ -258,7 +259,7 @@ def test_threads_validating_at_once_each_get_their_own_answers():
     templates = Templates()
     batches = list(DEFAULTS.values())
     expected = [stock_items(defaults, MESSAGES, templates) for defaults in batches]
-    results: dict[int, list] = {}
+    results: dict[tuple[int, int, int], list] = {}
     start = threading.Barrier(4)
 
     def work(worker: int) -> None:
@@ -334,7 +335,8 @@ def outcome(field: serializers.Field, value) -> object:
     try:
         return field.run_validation(value)
     except serializers.ValidationError as exc:
-        return [(str(e), e.code) for e in exc.detail]
+        details = cast(list[ErrorDetail], exc.detail)  # a field's errors: a flat list
+        return [(str(e), e.code) for e in details]
 
 
 # -- plain addresses ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ MIB = 1024 * 1024
 
 def outcome(context=None, **parts) -> dict[str, str] | str:
     """The codes a render is refused with, by part, or "rendered"; with how long it took."""
+    result: dict[str, str] | str
     started = time.perf_counter()
     try:
         template_render(template=FakeTemplate(**parts), context=context or {})
