@@ -15,8 +15,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-# Logging is Django's (settings.LOGGING, applied before Celery sets up its own; with
-# CELERY_WORKER_HIJACK_ROOT_LOGGER off Celery keeps its hands off the root logger's handler).
+# Logging is Django's (settings.LOGGING), set up before Celery's: with
+# CELERY_WORKER_HIJACK_ROOT_LOGGER off, Celery leaves the root logger's handler alone (its `-l`
+# still sets the root level). These receivers tell mailhub.logs which task a record is about.
 @task_prerun.connect
 def _log_task_start(task_id: str, **_: object) -> None:
     logs.task_started(task_id)

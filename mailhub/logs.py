@@ -29,11 +29,14 @@ from mailhub.env import redact_url
 
 #: The record attributes (and JSON fields) a record may carry, with their text-form labels.
 FIELDS = {"task_id": "task", "message_id": "message", "client": "client"}
+#: Those a message may already quote in full (Celery's "Task name[id] received"): long enough
+#: that finding one in the message means it is there.
+_QUOTED = {"task_id", "message_id"}
 
 _context: ContextVar[Mapping[str, Any]] = ContextVar(
     "mailhub_log_context", default=MappingProxyType({})
 )
-_task_tokens: dict[str, Token] = {}
+_task_tokens: dict[str, Token[Mapping[str, Any]]] = {}
 
 
 @contextmanager
@@ -127,8 +130,8 @@ def redact(text: str) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """``time LEVEL logger message``, then ``task=… message=… client=…`` for the fields the
-    record carries whose value the message does not already show."""
+    """``time LEVEL logger message [task=… message=… client=…]``: the fields the record
+    carries, but an id the message already shows."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -139,7 +142,7 @@ class TextFormatter(logging.Formatter):
             f"{label}={value}"
             for key, label in FIELDS.items()
             if (value := getattr(record, key, None)) is not None
-            and str(value) not in record.message
+            and not (key in _QUOTED and str(value) in record.message)
         ]
         return f"{line} [{' '.join(about)}]" if about else line
 

@@ -4,21 +4,19 @@ outcome names its task, message and client, and the idle ticks write nothing at 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from deliveries.models import Attempt
 from tests.builders import message_payload
-from tests.integration.conftest import WORKER_ENV, wait_until, wait_until_final
+from tests.integration.conftest import wait_until, wait_until_final, worker_env, worker_log_dir
 from tests.support.sink import SmtpSink
-from tests.support.workers import ROOT, WorkerProcess, database_url, delete_queues
+from tests.support.workers import WorkerProcess, delete_queues
 
 pytestmark = pytest.mark.integration
 
@@ -29,18 +27,7 @@ TEXT_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ", re.MU
 @pytest.fixture(scope="module")
 def json_worker(django_db_setup, django_db_blocker) -> Iterator[tuple[SmtpSink, WorkerProcess]]:
     sink = SmtpSink().start()
-    log_dir = Path(os.environ.get("MAILHUB_TEST_LOG_DIR", ROOT / "var" / "test-logs"))
-    log_dir.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        **WORKER_ENV,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url(),
-        "MAILHUB_SMTP_URL": sink.url,
-        "MAILHUB_LOG_FORMAT": "json",
-        "MAILHUB_WEBHOOK_INTERVAL_SECONDS": "0.5",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = worker_env(sink, MAILHUB_LOG_FORMAT="json", MAILHUB_WEBHOOK_INTERVAL_SECONDS="0.5")
     queues = settings.MAILHUB_QUEUES
     worker = WorkerProcess(
         "json-logs",
@@ -50,7 +37,7 @@ def json_worker(django_db_setup, django_db_blocker) -> Iterator[tuple[SmtpSink, 
             settings.MAILHUB_WEBHOOK_QUEUE,
         ],
         env=env,
-        log_dir=log_dir,
+        log_dir=worker_log_dir(),
         concurrency=1,
         beat=True,
     )

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from django.conf import settings
 
+from deliveries.dispatcher import DispatchReport
 from mailhub import logs
 from mailhub.env import parse_smtp_url
 
@@ -130,6 +131,12 @@ def test_a_text_record_does_not_repeat_what_its_message_already_shows(as_text, i
     assert as_text.lines[2].endswith("outside any task or message")
 
 
+def test_a_short_client_id_is_named_even_when_its_digits_occur_in_the_message(as_text):
+    with logs.log_context(client=1):
+        as_text.logger.info("outcome: 1 delivered")
+    assert as_text.lines[0].endswith("outcome: 1 delivered [client=1]")
+
+
 def test_a_traceback_follows_the_line_and_its_fields(as_text, in_a_task):
     try:
         raise RuntimeError("boom")
@@ -217,6 +224,14 @@ def test_the_ticks_are_the_tasks_of_the_beat_schedule():
     ticks = logs.QuietTicksFilter()._ticks()
     assert ticks == {"deliveries.tasks.dispatch_due", "webhooks.tasks.tick"}
     assert ticks == {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+
+
+def test_the_dispatchers_report_reads_as_one_line():
+    report = DispatchReport(released=2, recovered=1, published_messages=3)
+    assert str(report) == (
+        "released 2, republished 0, recovered 1, expired 0; published 3 message(s)"
+    )
+    assert str(DispatchReport(skipped=True)) == "skipped: another dispatcher is running"
 
 
 def test_a_tick_reports_at_info_only_when_it_moved_something():
