@@ -50,6 +50,15 @@ class DispatchReport:
     def touched(self) -> int:
         return self.released + self.republished + self.recovered + self.expired
 
+    def __str__(self) -> str:
+        if self.skipped:
+            return "skipped: another dispatcher is running"
+        return (
+            f"released {self.released}, republished {self.republished}, recovered "
+            f"{self.recovered}, expired {self.expired}; published {self.published_messages} "
+            "message(s)"
+        )
+
 
 def deliveries_dispatch(*, batch: int | None = None) -> DispatchReport:
     """One dispatcher tick. At most one runs at a time, across all machines."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from celery.signals import task_prerun, worker_process_shutdown
 from django.conf import settings
@@ -10,6 +12,9 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from deliveries.dispatcher import deliveries_dispatch
 from deliveries.services import deliveries_send
 from deliveries.smtp import RelayPool, SmtpTransport
+from mailhub.logs import tick_level
+
+logger = logging.getLogger(__name__)
 
 _transport: RelayPool | None = None
 
@@ -69,4 +74,5 @@ def deliver_messages(self, message_ids: list[str]) -> None:
 
 @shared_task(ignore_result=True)
 def dispatch_due() -> None:
-    deliveries_dispatch()
+    report = deliveries_dispatch()
+    logger.log(tick_level(report.touched, report.published_messages), "dispatcher: %s", report)

@@ -7,6 +7,7 @@ must not import ``mailhub``, whose settings would then load in the master proces
     MAILHUB_BIND       host:port to listen on, comma-separated for several   127.0.0.1:8000
     GUNICORN_WORKERS   worker processes                 one per CPU, at least 2, at most 8
     GUNICORN_THREADS   threads per worker                                        8
+    MAILHUB_LOG_LEVEL, MAILHUB_LOG_FORMAT   as for every Mailhub process           info, text
 """
 
 from __future__ import annotations
@@ -79,6 +80,41 @@ max_requests_jitter = 2000
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("MAILHUB_LOG_LEVEL", "info").lower()
+
+# MAILHUB_LOG_FORMAT=json: gunicorn's own lines (the access log too) become JSON objects like
+# every other line of the stack, through the same formatter. Named by its path, it is imported
+# when gunicorn sets up logging, just before the master preloads the application anyway.
+_log_format = os.environ.get("MAILHUB_LOG_FORMAT", "").strip().lower() or "text"
+if _log_format not in {"text", "json"}:
+    raise SystemExit(
+        f"gunicorn.conf.py: MAILHUB_LOG_FORMAT must be one of text, json, got {_log_format!r}"
+    )
+if _log_format == "json":
+    logconfig_dict = {
+        "formatters": {"json": {"()": "mailhub.logs.JsonFormatter"}},
+        "handlers": {
+            "access": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+            },
+            "error": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "loggers": {
+            "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
+            "gunicorn.error": {
+                "level": loglevel.upper(),
+                "handlers": ["error"],
+                "propagate": False,
+            },
+        },
+        # Until the application's own configuration (settings.LOGGING) replaces it.
+        "root": {"level": loglevel.upper(), "handlers": ["error"]},
+    }
 
 proc_name = "mailhub-web"
 # Gunicorn >= 25.1 opens a control socket (for `gunicornc`), by default one per user in $HOME;

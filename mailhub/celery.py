@@ -1,11 +1,38 @@
 """The Celery application: configured from Django settings (``CELERY_`` namespace)."""
 
+import logging
 import os
 
 from celery import Celery
+from celery.signals import after_setup_task_logger, task_postrun, task_prerun
+
+from mailhub import logs
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailhub.settings")
 
 app = Celery("mailhub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+# Logging is Django's (settings.LOGGING), set up before Celery's: with
+# CELERY_WORKER_HIJACK_ROOT_LOGGER off, Celery leaves the root logger's handler alone (its `-l`
+# still sets the root level). These receivers tell mailhub.logs which task a record is about.
+@task_prerun.connect
+def _log_task_start(task_id: str, **_: object) -> None:
+    logs.task_started(task_id)
+
+
+@task_postrun.connect
+def _log_task_end(task_id: str, **_: object) -> None:
+    logs.task_finished(task_id)
+
+
+@after_setup_task_logger.connect
+def _task_loggers_use_the_root_handler(logger: logging.Logger, **_: object) -> None:
+    # Celery gives its task loggers a handler and format of their own; they go through the one
+    # handler (and MAILHUB_LOG_FORMAT) like every other logger instead.
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)

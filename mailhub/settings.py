@@ -16,6 +16,7 @@ from kombu import Exchange, Queue
 
 from mailhub.env import (
     env_bool,
+    env_choice,
     env_float,
     env_int,
     env_list,
@@ -161,11 +162,36 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
+# --- Logs ---------------------------------------------------------------------------------------
+# Every process logs to stderr through one handler (mailhub/logs.py), as text
+# (`time LEVEL logger message [task=… message=… client=…]`, the brackets where a record is about
+# them) or, with MAILHUB_LOG_FORMAT=json, as one JSON object per line with the fields task_id,
+# message_id and client. Celery's per-task lines about the periodic ticks are DEBUG records, so an
+# idle stack logs nothing at INFO.
+MAILHUB_LOG_FORMAT = env_choice("MAILHUB_LOG_FORMAT", "text", choices=("text", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "mailhub.logs.ContextFilter"},
+        "quiet_ticks": {"()": "mailhub.logs.QuietTicksFilter"},
+    },
+    "formatters": {
+        "text": {"()": "mailhub.logs.TextFormatter"},
+        "json": {"()": "mailhub.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": MAILHUB_LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
+    "loggers": {
+        # Where Celery writes "Task … received", "Task … succeeded" and "Sending due task".
+        name: {"filters": ["quiet_ticks"]}
+        for name in ("celery.worker.strategy", "celery.app.trace", "celery.beat")
+    },
     "root": {"handlers": ["console"], "level": env_str("MAILHUB_LOG_LEVEL", "INFO")},
 }
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 from celery import shared_task
 
+from mailhub.logs import tick_level
 from webhooks import conf
 from webhooks.services import endpoint_deliver, webhooks_tick
+
+logger = logging.getLogger(__name__)
 
 # The task stops starting new requests after its budget; each request is bounded by the timeout.
 # The soft limit is a backstop that only a bug could reach (whole seconds: Celery's type).
@@ -16,7 +20,14 @@ _DELIVER_LIMIT = math.ceil(conf.task_budget() + conf.timeout() + conf.connect_ti
 
 @shared_task(ignore_result=True)
 def tick() -> None:
-    webhooks_tick()
+    report = webhooks_tick()
+    logger.log(
+        tick_level(report.events, report.published),
+        "webhook tick: %d event(s) fanned out into %d notification(s), %d endpoint(s) published",
+        report.events,
+        report.notifications,
+        report.published,
+    )
 
 
 @shared_task(

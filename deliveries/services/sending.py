@@ -15,6 +15,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
@@ -52,6 +53,7 @@ from deliveries.services.transitions import (
 )
 from deliveries.smtp import Envelope, Transport
 from deliveries.states import ATTEMPT_OUTCOME_OF_STATUS, AttemptOutcome, DeliveryStatus
+from mailhub.logs import log_context
 
 logger = logging.getLogger(__name__)
 
@@ -457,7 +459,7 @@ def deliveries_send(
         return {}
     try:
         replies, durations, unsendable = _send_each(claims, transport)
-        return attempts_record(
+        decisions = attempts_record(
             claims=claims, replies=replies, durations=durations, unsendable=unsendable
         )
     except (OperationalError, InterfaceError):
@@ -471,6 +473,8 @@ def deliveries_send(
         except Exception:
             logger.exception("could not release the deliveries; their lease will bring them back")
         raise
+    _log_outcomes(claims, decisions)
+    return decisions
 
 
 def _send_each(
@@ -490,34 +494,52 @@ def _send_each(
         if relay_failure is not None:
             replies.update({delivery.id: relay_failure for delivery in claim.claimed})
             continue
-        try:
-            content = build_mime(claim.message, claim.recipients, claim.attachments)
-            sender = parseaddr(claim.message.sender)[1]
-        except Exception as exc:  # whatever the content does, it fails alone
-            problem = f"the message could not be built: {_describe(exc)}"
-            content, sender = b"", ""
-        else:
-            problem = sender and _envelope_problem(sender, what="the sender")
-        sendable = []
-        for delivery in claim.claimed:
-            refused = problem or _envelope_problem(delivery.address, what="the recipient")
-            if refused:
-                unsendable[delivery.id] = refused
-                logger.warning("message %s, %s: %s", claim.message.id, delivery.address, refused)
+        with _about(claim):
+            try:
+                content = build_mime(claim.message, claim.recipients, claim.attachments)
+                sender = parseaddr(claim.message.sender)[1]
+            except Exception as exc:  # whatever the content does, it fails alone
+                problem = f"the message could not be built: {_describe(exc)}"
+                content, sender = b"", ""
             else:
-                sendable.append(delivery)
-        if not sendable:
-            continue
-        envelope = Envelope(
-            sender=sender, recipients=[delivery.address for delivery in sendable], content=content
-        )
-        message_started = time.monotonic()
-        message_replies = _send_one(sendable, envelope, transport, deadline=deadline)
-        durations[claim.message.id] = int((time.monotonic() - message_started) * 1000)
+                problem = sender and _envelope_problem(sender, what="the sender")
+            sendable = []
+            for delivery in claim.claimed:
+                refused = problem or _envelope_problem(delivery.address, what="the recipient")
+                if refused:
+                    unsendable[delivery.id] = refused
+                    logger.warning("%s not sent: %s", delivery.address, refused)
+                else:
+                    sendable.append(delivery)
+            if not sendable:
+                continue
+            envelope = Envelope(
+                sender=sender,
+                recipients=[delivery.address for delivery in sendable],
+                content=content,
+            )
+            message_started = time.monotonic()
+            message_replies = _send_one(sendable, envelope, transport, deadline=deadline)
+            durations[claim.message.id] = int((time.monotonic() - message_started) * 1000)
         replies.update(message_replies)
         if all(is_relay_fault(reply) for reply in message_replies.values()):
             relay_failure = next(iter(message_replies.values()))
     return replies, durations, unsendable
+
+
+def _about(claim: Claim) -> AbstractContextManager[None]:
+    """Log records written meanwhile name this claim's message and its client."""
+    return log_context(message_id=str(claim.message.id), client=claim.message.client_id)
+
+
+def _log_outcomes(claims: Sequence[Claim], decisions: Mapping[int, Decision]) -> None:
+    """One line per message: what became of its recipients in this attempt."""
+    for claim in claims:
+        statuses = Counter(decisions[d.id].status.value for d in claim.claimed if d.id in decisions)
+        with _about(claim):
+            logger.info(
+                "outcome: %s", ", ".join(f"{count} {status}" for status, count in statuses.items())
+            )
 
 
 #: What smtplib writes into MAIL FROM and RCPT TO as it is: printable ASCII without spaces.

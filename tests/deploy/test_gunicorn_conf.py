@@ -15,7 +15,13 @@ from tests.deploy.conftest import DEPLOY
 from tests.support.workers import ROOT
 
 CONF = DEPLOY / "gunicorn.conf.py"
-KNOBS = ("MAILHUB_BIND", "GUNICORN_WORKERS", "GUNICORN_THREADS", "MAILHUB_LOG_LEVEL")
+KNOBS = (
+    "MAILHUB_BIND",
+    "GUNICORN_WORKERS",
+    "GUNICORN_THREADS",
+    "MAILHUB_LOG_LEVEL",
+    "MAILHUB_LOG_FORMAT",
+)
 
 
 def load(monkeypatch, **env: str) -> dict:
@@ -51,6 +57,21 @@ def test_the_environment_overrides_bind_workers_and_threads(monkeypatch):
 def test_a_bad_worker_count_stops_gunicorn_with_the_variable_named(monkeypatch, value):
     with pytest.raises(SystemExit, match="GUNICORN_WORKERS"):
         load(monkeypatch, GUNICORN_WORKERS=value)
+
+
+def test_gunicorns_own_lines_are_json_like_the_rest_when_asked(monkeypatch):
+    assert "logconfig_dict" not in load(monkeypatch)
+    conf = load(monkeypatch, MAILHUB_LOG_FORMAT="json", MAILHUB_LOG_LEVEL="warning")
+    config = conf["logconfig_dict"]
+    assert config["formatters"]["json"] == {"()": "mailhub.logs.JsonFormatter"}
+    for name in ("gunicorn.access", "gunicorn.error"):
+        assert config["loggers"][name]["propagate"] is False
+    assert config["loggers"]["gunicorn.error"]["level"] == "WARNING"
+
+
+def test_a_bad_log_format_stops_gunicorn_with_the_variable_named(monkeypatch):
+    with pytest.raises(SystemExit, match="MAILHUB_LOG_FORMAT"):
+        load(monkeypatch, MAILHUB_LOG_FORMAT="xml")
 
 
 def test_gunicorn_accepts_the_configuration_and_loads_the_application(tmp_path):

@@ -31,21 +31,33 @@ WORKER_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def mail_stack(django_db_setup, django_db_blocker) -> Iterator[SmtpSink]:
-    """Workers for one test module at a time: a module that needs other workers (other relays,
-    other timeouts) starts its own without this stack's dispatcher taking its mail."""
-    sink = SmtpSink().start()
+def worker_log_dir() -> Path:
+    """Where the workers of a test run write their logs."""
     log_dir = Path(os.environ.get("MAILHUB_TEST_LOG_DIR", ROOT / "var" / "test-logs"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {
+    return log_dir
+
+
+def worker_env(sink: SmtpSink, **overrides: str) -> dict[str, str]:
+    """The environment of a test's workers: this run's database and queues, ``sink`` as relay."""
+    return {
         **os.environ,
         **WORKER_ENV,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": database_url(),
         "MAILHUB_SMTP_URL": sink.url,
         "PYTHONUNBUFFERED": "1",
+        **overrides,
     }
+
+
+@pytest.fixture(scope="module")
+def mail_stack(django_db_setup, django_db_blocker) -> Iterator[SmtpSink]:
+    """Workers for one test module at a time: a module that needs other workers (other relays,
+    other timeouts) starts its own without this stack's dispatcher taking its mail."""
+    sink = SmtpSink().start()
+    log_dir = worker_log_dir()
+    env = worker_env(sink)
     queues = settings.MAILHUB_QUEUES
     workers = [
         WorkerProcess("high", [queues["high"]], env=env, log_dir=log_dir, concurrency=1),

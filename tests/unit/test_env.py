@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from mailhub.env import (
     env_bool,
+    env_choice,
     env_float,
     env_int,
     parse_broker_url,
@@ -204,6 +205,27 @@ def test_not_a_number_is_refused_naming_the_variable(monkeypatch):
         env_float("MAILHUB_TEST_FLOAT", 30.0, minimum=0.1)
 
 
+@pytest.mark.parametrize(("raw", "expected"), [("json", "json"), (" JSON ", "json"), ("", "text")])
+def test_a_choice_is_read_without_case_or_blanks_and_empty_takes_the_default(
+    monkeypatch, raw, expected
+):
+    monkeypatch.setenv("MAILHUB_TEST_CHOICE", raw)
+    assert env_choice("MAILHUB_TEST_CHOICE", "text", choices=("text", "json")) == expected
+
+
+def test_an_unset_choice_takes_its_default(monkeypatch):
+    monkeypatch.delenv("MAILHUB_TEST_CHOICE", raising=False)
+    assert env_choice("MAILHUB_TEST_CHOICE", "text", choices=("text", "json")) == "text"
+
+
+def test_a_choice_not_offered_is_refused_naming_the_variable_and_the_choices(monkeypatch):
+    monkeypatch.setenv("MAILHUB_TEST_CHOICE", "xml")
+    with pytest.raises(
+        ImproperlyConfigured, match=r"MAILHUB_TEST_CHOICE must be one of text, json"
+    ):
+        env_choice("MAILHUB_TEST_CHOICE", "text", choices=("text", "json"))
+
+
 # -- database and broker URLs ------------------------------------------------------------------
 
 
@@ -267,12 +289,15 @@ def run_manage_check(**overrides: str | None) -> subprocess.CompletedProcess:
     )
 
 
-def test_a_bad_smtp_url_stops_the_process_with_one_line_naming_it():
-    result = run_manage_check(DJANGO_SECRET_KEY="a-real-secret", MAILHUB_SMTP_URL="http://x")
+@pytest.mark.parametrize(
+    ("variable", "value"), [("MAILHUB_SMTP_URL", "http://x"), ("MAILHUB_LOG_FORMAT", "xml")]
+)
+def test_a_bad_value_stops_the_process_with_one_line_naming_it(variable, value):
+    result = run_manage_check(DJANGO_SECRET_KEY="a-real-secret", **{variable: value})
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    assert "MAILHUB_SMTP_URL" in lines[0]
+    assert variable in lines[0]
     assert "Traceback" not in result.stderr
 
 

@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = (ROOT / "mailhub" / "settings.py").read_text()
 VARIABLES = sorted(
-    set(re.findall(r'env_(?:str|bool|int|float|list)\(\s*"([A-Z0-9_]+)"', SETTINGS))
+    set(re.findall(r'env_(?:str|bool|int|float|list|choice)\(\s*"([A-Z0-9_]+)"', SETTINGS))
     | set(re.findall(r'parse_\w+\(\s*"([A-Z0-9_]+)"', SETTINGS))
 )
 
