@@ -8,8 +8,11 @@ what stays intact.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TypedDict, cast
+
 from django.contrib import admin, messages
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, IntegerField, Model, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.views.decorators.debug import sensitive_variables
@@ -17,8 +20,31 @@ from django.views.decorators.debug import sensitive_variables
 from accounts.models import ApiKey, Client
 from accounts.services import api_key_create, api_keys_revoke
 
+if TYPE_CHECKING:
+    from django import forms
+    from django_stubs_ext import WithAnnotations
 
-class ApiKeyInline(admin.TabularInline):
+    # The admin's classes are generic to the type checker only (Django's are not subscriptable).
+    _ApiKeyInline = admin.TabularInline[ApiKey, Client]
+    _ClientAdmin = admin.ModelAdmin[Client]
+    _ApiKeyAdmin = admin.ModelAdmin[ApiKey]
+else:
+    _ApiKeyInline = admin.TabularInline
+    _ClientAdmin = _ApiKeyAdmin = admin.ModelAdmin
+
+
+class _KeyCount(TypedDict):
+    active_key_count: int | None
+
+
+class _KeyCreatingRequest(HttpRequest):
+    """The admin's request while it adds a key. Never instantiated: ``save_model`` casts the
+    request to this type to hand ``response_add`` the new secret, so its name is checked."""
+
+    _mailhub_new_secret: str
+
+
+class ApiKeyInline(_ApiKeyInline):
     model = ApiKey
     fields = readonly_fields = ("prefix", "name", "created_at", "last_used_at", "revoked_at")
     extra = 0
@@ -27,15 +53,16 @@ class ApiKeyInline(admin.TabularInline):
     show_change_link = True
     ordering = ("-created_at",)
 
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Client | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+    # obj is the client; the stubs also type it as the inline's model (their own LSP clash).
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
 @admin.register(Client)
-class ClientAdmin(admin.ModelAdmin):
+class ClientAdmin(_ClientAdmin):
     list_display = ("name", "active_keys", "created_at")
     search_fields = ("name",)
     ordering = ("name",)
@@ -43,7 +70,7 @@ class ClientAdmin(admin.ModelAdmin):
     readonly_fields = ("created_at",)
     inlines = (ApiKeyInline,)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Client]:
         active = (
             ApiKey.objects.filter(client=OuterRef("pk"), revoked_at__isnull=True)
             .order_by()
@@ -58,10 +85,10 @@ class ClientAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description="active API keys")
-    def active_keys(self, obj: Client) -> int:
+    def active_keys(self, obj: WithAnnotations[Client, _KeyCount]) -> int:
         return obj.active_key_count or 0
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Client | None = None) -> bool:
         # Its messages protect a client from deletion anyway; revoke its keys instead.
         return False
 
@@ -70,10 +97,12 @@ class ActiveFilter(admin.SimpleListFilter):
     title = "state"
     parameter_name = "state"
 
-    def lookups(self, request, model_admin):
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]
+    ) -> Iterable[tuple[str, str]]:
         return (("active", "active"), ("revoked", "revoked"))
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
         if self.value() == "active":
             return queryset.filter(revoked_at__isnull=True)
         if self.value() == "revoked":
@@ -82,7 +111,7 @@ class ActiveFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(_ApiKeyAdmin):
     list_display = (
         "prefix",
         "name",
@@ -99,7 +128,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     actions = ("revoke",)
     readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
 
-    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None):
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
         if obj is None:
             return ("client", "name", "rate_limit_per_minute")
         return (
@@ -112,12 +141,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "revoked_at",
         )
 
-    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None):
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: ApiKey | None = None
+    ) -> tuple[str, ...]:
         if obj is None:
             return ()
         return ("client", "name", *self.readonly_fields)
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
         return False
 
     @admin.display(description="active", boolean=True)
@@ -126,18 +157,20 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     # An error report (the DEBUG page, mail to ADMINS) shows each frame's variables: not these.
     @sensitive_variables("secret")
-    def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: ApiKey, form: forms.ModelForm[ApiKey], change: bool
+    ) -> None:
         if change:
             return  # every field of an existing key is read-only
         key, secret = api_key_create(client=obj.client, name=obj.name)
         for field in ("id", "prefix", "key_hash", "created_at"):
             setattr(obj, field, getattr(key, field))
         # Only for response_add of this very request; never stored anywhere.
-        request._mailhub_new_secret = secret
+        cast(_KeyCreatingRequest, request)._mailhub_new_secret = secret
 
     @sensitive_variables("secret", "context")
     def response_add(
-        self, request: HttpRequest, obj: ApiKey, post_url_continue=None
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
     ) -> HttpResponse:
         secret = getattr(request, "_mailhub_new_secret", None)
         if secret is None:
@@ -154,7 +187,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return response
 
     @admin.action(description="Revoke selected API keys", permissions=["change"])
-    def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         ids = list(queryset.filter(Q(revoked_at__isnull=True)).values_list("id", flat=True))
         revoked = api_keys_revoke(key_ids=ids)
         selected = queryset.count()

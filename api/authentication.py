@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, cast
 
 from django.db import connection
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
+from rest_framework.request import Request
 
 from accounts.models import ApiKey, Client
 from accounts.services import api_key_hash
+from api.request import ApiRequest
+
+if TYPE_CHECKING:  # rest_framework.views loads the authentication classes: no import at run time
+    from rest_framework.views import APIView
 
 # Writing last_used_at on every request would turn every send into two writes; once a minute
 # is enough to tell a key in use from a forgotten one.
@@ -24,7 +30,7 @@ class InvalidApiKey(exceptions.AuthenticationFailed):
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """``Authorization: Bearer mh_...`` (or ``X-Api-Key: mh_...``)."""
 
-    def authenticate(self, request):
+    def authenticate(self, request: Request) -> tuple[Client, ApiKey] | None:
         secret = self._secret_from(request)
         if secret is None:
             return None
@@ -34,14 +40,14 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         now = timezone.now()
         if key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION:
             ApiKey.objects.filter(id=key.id).update(last_used_at=now)
-        request._request.client = key.client
+        cast(ApiRequest, request._request).client = key.client
         return (key.client, key)
 
-    def authenticate_header(self, request) -> str:
+    def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="mailhub"'
 
     @staticmethod
-    def _secret_from(request) -> str | None:
+    def _secret_from(request: Request) -> str | None:
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if header:
             scheme, _, secret = header.partition(" ")
@@ -83,5 +89,5 @@ def _active_key(key_hash: str) -> ApiKey | None:
 
 
 class HasClient(permissions.BasePermission):
-    def has_permission(self, request, view) -> bool:
+    def has_permission(self, request: Request, view: APIView) -> bool:
         return getattr(request._request, "client", None) is not None

@@ -158,10 +158,11 @@ def _addresses(header: str) -> list[str]:
 
 def _bodies(email: EmailMessage) -> tuple[str, str]:
     text, html = "", ""
+    # str(): a body may be a lazy translation, as the subject may (Django sends either).
     if email.content_subtype == "html":
-        html = email.body
+        html = str(email.body)
     else:
-        text = email.body
+        text = str(email.body)
     for alternative in getattr(email, "alternatives", ()):
         content, mimetype = alternative[0], alternative[1]
         if mimetype == "text/html" and not html:
@@ -177,7 +178,7 @@ def _attachment(part: MIMEBase | tuple) -> AttachmentDraft:
     if isinstance(part, MIMEBase):
         content_id = (part.get("Content-ID") or "").strip().strip("<>")
         payload = part.get_payload(decode=True)
-        if payload is None:  # a multipart or message/rfc822 part: keep its bytes as they are
+        if not isinstance(payload, bytes):  # None: a multipart or message/rfc822 part, kept whole
             payload = part.as_bytes()
         return AttachmentDraft(
             filename=part.get_filename() or "",

@@ -16,7 +16,7 @@ import logging
 import sys
 import uuid
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
@@ -174,7 +174,8 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
         body = validation_problem(exc.detail, status_code=response.status_code)
     else:
         detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-        code = detail.code if isinstance(detail, exceptions.ErrorDetail) else "error"
+        # An ErrorDetail made without a code has None.
+        code = (detail.code if isinstance(detail, exceptions.ErrorDetail) else None) or "error"
         body = problem(status_code=response.status_code, code=code, detail=str(detail))
         if response.status_code == status.HTTP_429_TOO_MANY_REQUESTS:
             body["retry_after"] = getattr(exc, "wait", None)
@@ -229,8 +230,15 @@ def server_error_response(
         )
     )
     # Django logs a 500 again (without the id) unless told this one is logged already.
-    response._has_been_logged = True
+    cast(_LoggedResponse, response)._has_been_logged = True
     return response
+
+
+class _LoggedResponse(JsonResponse):
+    """A response whose failure is logged already. Never instantiated: the flag Django's
+    ``log_response`` reads is private, so its stubs leave it out; a cast names it."""
+
+    _has_been_logged: bool
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:

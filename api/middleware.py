@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from typing import cast
 
 from django.core import signals
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
@@ -19,6 +20,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 
 from api.errors import is_api, problem, problem_response, server_error_response
+from api.request import ApiRequest
 
 HEADER = "X-Request-ID"
 # What tracing systems send (UUIDs, hex trace ids, W3C/AWS-style ids); anything else, a line
@@ -39,9 +41,10 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         offered = request.headers.get(HEADER, "")
-        request.request_id = offered if _SANE_ID.fullmatch(offered) else uuid.uuid4().hex
+        request_id = offered if _SANE_ID.fullmatch(offered) else uuid.uuid4().hex
+        cast(ApiRequest, request).request_id = request_id
         response = self.get_response(request)
-        response[HEADER] = request.request_id
+        response[HEADER] = request_id
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

@@ -3,6 +3,7 @@ would otherwise end in a RecursionError (a 500) instead of a 400."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from rest_framework import parsers
@@ -14,9 +15,10 @@ MAX_DEPTH = 32
 
 
 def _too_deep(data: Any, limit: int) -> bool:
-    stack = [(data, 1)]
+    stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:
         value, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(value, dict):
             children = value.values()
         elif isinstance(value, list):

@@ -33,7 +33,9 @@ class ProblemSerializer(serializers.Serializer):
     status = serializers.IntegerField()
     code = serializers.CharField(help_text="Machine-readable reason, e.g. `validation_error`.")
     detail = serializers.CharField(help_text="What went wrong, for people.")
-    errors = FieldErrorSerializer(
+    # A declared field: DRF's metaclass takes it out of the class, so it never hides the
+    # serializer's `errors` (only read as a schema, it is never validated with anyway).
+    errors = FieldErrorSerializer(  # type: ignore[assignment]
         many=True, required=False, help_text="Field errors (validation errors only)."
     )
     retry_after = serializers.IntegerField(

@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from email.utils import formataddr, getaddresses
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -75,13 +76,21 @@ def writable(write: Callable[[], bytes]) -> None:
     lets through but the email library still cannot write (it fails on some malformed encoded
     words, with errors as varied as IndexError and UnicodeEncodeError) is a 400 here, not a
     message that fails in a worker."""
+    refused = unwritable(write)
+    if refused is not None:
+        raise serializers.ValidationError(refused)
+
+
+def unwritable(write: Callable[[], bytes]) -> serializers.ErrorDetail | None:
+    """Why the header ``write`` builds cannot be written (see ``writable``), or None."""
     try:
         write()
-    except Exception as exc:  # any failure of the library's, see above
-        raise serializers.ValidationError(
+    except Exception as exc:  # any failure of the library's, see writable
+        return serializers.ErrorDetail(
             f"Cannot be written as a mail header ({type(exc).__name__}: {exc}).",
             code="unwritable_header",
-        ) from None
+        )
+    return None
 
 
 def header_text_validator(value: str) -> None:
@@ -105,7 +114,7 @@ class _SurrogateCheck(ProhibitSurrogateCharactersValidator):
     knows a string is ASCII without reading it.
     """
 
-    def __call__(self, value) -> None:
+    def __call__(self, value: object) -> None:
         text = str(value)
         found = None if text.isascii() else _SURROGATE.search(text)
         if found:
@@ -116,7 +125,7 @@ class _SurrogateCheck(ProhibitSurrogateCharactersValidator):
 class CharField(serializers.CharField):
     """DRF's CharField with the same checks, its surrogate check made cheap."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.validators = [
             _SurrogateCheck() if type(v) is ProhibitSurrogateCharactersValidator else v
@@ -150,7 +159,8 @@ class AddressField(CharField):
         "non_ascii": "Only ASCII addresses are supported (the domain may be written in punycode).",
     }
 
-    def to_internal_value(self, data) -> Recipient:
+    # DRF's way to parse text into a richer value; the stubs fix a CharField's value type to str.
+    def to_internal_value(self, data: Any) -> Recipient:  # type: ignore[override]
         text = super().to_internal_value(data)
         # The validators see the parsed Recipient, whose text form escapes a lone surrogate; it
         # must be refused here or it fails later, encoding the draft.
@@ -187,13 +197,13 @@ class AddressField(CharField):
 class HeadersField(serializers.DictField):
     child = CharField(max_length=998, allow_blank=True, trim_whitespace=False)
 
-    def to_internal_value(self, data) -> dict[str, str]:
+    def to_internal_value(self, data: Any) -> dict[str, str]:
         headers = super().to_internal_value(data)
         if len(headers) > settings.MAILHUB_MAX_HEADERS:
             raise serializers.ValidationError(
                 f"At most {settings.MAILHUB_MAX_HEADERS} custom headers.", code="max_length"
             )
-        errors = {}
+        errors: dict[str, str] = {}
         seen = set()
         for name, value in headers.items():
             if not _HEADER_NAME.match(name):
@@ -204,11 +214,10 @@ class HeadersField(serializers.DictField):
                 errors[name] = "Header given twice (names are case-insensitive)."
             elif problem := header_text_problem(value):
                 errors[name] = f"Not allowed in a mail header: {problem.reason}."
-            elif unstructured_may_misfold(value):
-                try:
-                    writable(lambda name=name, value=value: header_field(name, value))
-                except serializers.ValidationError as refused:
-                    errors[name] = refused.detail[0]
+            elif unstructured_may_misfold(value) and (
+                (refused := unwritable(partial(header_field, name, value))) is not None
+            ):
+                errors[name] = refused
             seen.add(name.lower())
         if errors:
             raise serializers.ValidationError(errors, code="invalid_header")
@@ -216,10 +225,10 @@ class HeadersField(serializers.DictField):
 
 
 class BodyField(CharField):
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(allow_blank=True, trim_whitespace=False, required=False, **kwargs)
 
-    def to_internal_value(self, data) -> str:
+    def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)
         limit = settings.MAILHUB_MAX_BODY_BYTES
         if len(value.encode("utf-8", "surrogatepass")) > limit:
@@ -232,7 +241,7 @@ class BodyField(CharField):
 class SubjectField(CharField):
     """A subject as given (white space kept), held to the header rule; RFC 5322's 998 at most."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(
             max_length=998,
             allow_blank=True,
@@ -259,7 +268,7 @@ def unknown_fields_error(data: Any, fields: Iterable[str]) -> None:
 class StrictSerializer(serializers.Serializer):
     """Refuses fields it does not know: a typo (`texte`) must not pass silently."""
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> Any:
         unknown_fields_error(data, self.fields)
         return super().to_internal_value(data)
 
@@ -267,10 +276,11 @@ class StrictSerializer(serializers.Serializer):
 class Base64Field(CharField):
     """Standard base64 (line breaks and spaces allowed, as MIME writes it); yields bytes."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(allow_blank=True, trim_whitespace=False, **kwargs)
 
-    def to_internal_value(self, data) -> bytes:
+    # DRF's way to parse text into a richer value; the stubs fix a CharField's value type to str.
+    def to_internal_value(self, data: Any) -> bytes:  # type: ignore[override]
         text = "".join(super().to_internal_value(data).split())
         limit = settings.MAILHUB_MAX_ATTACHMENT_BYTES
         # Refuse by length before decoding: 4 characters of base64 carry 3 bytes.
@@ -309,7 +319,7 @@ _TAG = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
 class MetadataField(serializers.DictField):
     child = CharField(max_length=500, allow_blank=True, trim_whitespace=False)
 
-    def to_internal_value(self, data) -> dict[str, str]:
+    def to_internal_value(self, data: Any) -> dict[str, str]:
         metadata = super().to_internal_value(data)
         if len(metadata) > settings.MAILHUB_MAX_METADATA_KEYS:
             raise serializers.ValidationError(
@@ -334,7 +344,7 @@ class MetadataField(serializers.DictField):
 class TagsField(serializers.ListField):
     child = CharField(max_length=64)
 
-    def to_internal_value(self, data) -> list[str]:
+    def to_internal_value(self, data: Any) -> list[str]:
         tags = list(dict.fromkeys(super().to_internal_value(data)))  # duplicates dropped
         if len(tags) > settings.MAILHUB_MAX_TAGS:
             raise serializers.ValidationError(
@@ -352,7 +362,7 @@ class ContextField(serializers.DictField):
     UTF-8 can encode (no lone surrogate), since what they render into is stored and sent. (How
     deep it may nest is the JSON parser's limit, ``api.parsers.MAX_DEPTH``.)"""
 
-    def to_internal_value(self, data) -> dict:
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
         context = super().to_internal_value(data)
         bad = _unstorable_string_at(context, path="")
         if bad is not None:

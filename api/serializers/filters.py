@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from api.serializers.fields import METADATA_KEY, CharField
@@ -10,7 +12,8 @@ from deliveries.states import MessageStatus
 
 
 class MetadataFilterField(CharField):
-    def to_internal_value(self, data) -> tuple[str, str]:
+    # DRF's way to parse text into a richer value; the stubs fix a CharField's value type to str.
+    def to_internal_value(self, data: Any) -> tuple[str, str]:  # type: ignore[override]
         text = super().to_internal_value(data)
         # A CharField's checks (length, NUL, surrogates) are for the text: run after
         # to_internal_value, as DRF runs them, they would see the (key, value) pair.
@@ -22,14 +25,14 @@ class MetadataFilterField(CharField):
             )
         return key, value
 
-    def run_validators(self, value) -> None:
+    def run_validators(self, value: Any) -> None:
         """Run on the text already, by ``to_internal_value``."""
 
 
 class ChoicesField(serializers.ListField):
     """A repeated query parameter whose values may also be comma-separated: `a,b` or `a&b`."""
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> list[Any]:
         if isinstance(data, list) and all(isinstance(item, str) for item in data):
             data = [part for item in data for part in item.split(",") if part]
         return super().to_internal_value(data)
@@ -66,7 +69,7 @@ class MessageFilterSerializer(serializers.Serializer):
         required=False, help_text="Created before this time (ISO 8601)."
     )
 
-    def filters(self) -> dict:
+    def filters(self) -> dict[str, Any]:
         data = self.validated_data
         return {
             "statuses": data.get("status", []),

@@ -13,10 +13,11 @@ import copy
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from email.utils import formataddr
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -40,6 +41,7 @@ from api.serializers.fields import (
     header_text,
     header_text_validator,
     unknown_fields_error,
+    unwritable,
     writable,
 )
 from deliveries import conf
@@ -123,7 +125,12 @@ class AttachmentSerializer(StrictSerializer):
 _PART_HEADERS = ("filename", "content_type", "content_id")
 
 
-TemplateResolver = Callable[[str], Template | None]
+class TemplateResolver(Protocol):
+    """What a send finds its template with: a ``TemplateLookup`` (tests pass their own)."""
+
+    def prefetch(self, names: Iterable[object]) -> None: ...
+
+    def __call__(self, name: str) -> Template | None: ...
 
 
 _SLUG = re.compile(r"[-a-zA-Z0-9_]+")  # what DRF's SlugField accepts
@@ -136,7 +143,7 @@ class TemplateLookup:
         self.client = client
         self._found: dict[str, Template | None] = {}
 
-    def prefetch(self, names: Iterable[str]) -> None:
+    def prefetch(self, names: Iterable[object]) -> None:
         # Only names the template field can accept (slugs): any other is refused before the
         # lookup, and one holding a NUL or a lone surrogate cannot even be sent to Postgres.
         wanted = {
@@ -196,19 +203,23 @@ class MessageCreateSerializer(StrictSerializer):
         help_text="Name of one of your templates; it gives subject, text and html (which the "
         "message then must not give). Rendered now: a missing variable is a 400.",
     )
-    context = ContextField(
+    # Exposed as `context` by get_fields(): a field declared `context` would hide
+    # Serializer.context from the type checker (DRF's metaclass takes declared fields out of
+    # the class, which the checker cannot know).
+    template_context = ContextField(
         required=False,
         default=dict,
         help_text="Variables for the template: any JSON object (no NUL or lone surrogate in "
         "its strings).",
     )
 
-    def get_fields(self):
+    def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
+        fields["context"] = fields.pop("template_context")  # in its place: declared last
         fields["from"] = fields.pop("sender")
         return fields
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> Any:
         """DRF's loop over the fields, over fields built once per thread (see _message_fields);
         in a batch, the fields a message takes from the defaults are validated once."""
         if not isinstance(data, Mapping):
@@ -218,14 +229,14 @@ class MessageCreateSerializer(StrictSerializer):
         defaults: _ValidatedDefaults | None = self.context.get(_VALIDATED_DEFAULTS)
         ret: dict[str, Any] = {}
         errors: dict[str, Any] = {}
-        for field in fields.writable:
+        for name, field in fields.writable:
             primitive = field.get_value(data)
             if defaults is not None:
-                value, error = defaults.validate(self, field, primitive)
+                value, error = defaults.validate(self, name, field, primitive)
             else:
-                value, error = _validate_field(self, field, primitive)
+                value, error = _validate_field(self, name, field, primitive)
             if error is not None:
-                errors[field.field_name] = error
+                errors[name] = error
             elif value is not _SKIPPED:
                 self.set_value(ret, field.source_attrs, value)
         if errors:
@@ -344,7 +355,7 @@ class MessageCreateSerializer(StrictSerializer):
             if batch_budget is not None:
                 batch_budget.charge(time.thread_time() - started)
         subject = rendered.subject.strip()
-        errors = {}
+        errors: dict[str, list[serializers.ErrorDetail]] = {}
         if problem := header_text_problem(subject):
             errors["template"] = [
                 serializers.ErrorDetail(
@@ -359,14 +370,10 @@ class MessageCreateSerializer(StrictSerializer):
                     code="max_length",
                 )
             ]
-        else:
-            try:
-                self.validate_subject(subject)
-            except serializers.ValidationError as refused:
-                (unwritable,) = refused.detail
-                errors["template"] = [
-                    serializers.ErrorDetail(f"subject: {unwritable}", code=unwritable.code)
-                ]
+        elif unstructured_may_misfold(subject) and (
+            (refused := unwritable(partial(header_field, "Subject", subject))) is not None
+        ):  # as validate_subject
+            errors["template"] = [serializers.ErrorDetail(f"subject: {refused}", code=refused.code)]
         limit = settings.MAILHUB_MAX_BODY_BYTES
         for part in ("text", "html"):
             if len(getattr(rendered, part).encode("utf-8", "surrogatepass")) > limit:
@@ -405,7 +412,8 @@ class _MessageFields:
     def __init__(self) -> None:
         fields = MessageCreateSerializer().fields
         self.names = frozenset(fields)
-        self.writable = [field for field in fields.values() if not field.read_only]
+        #: (name, field) of each writable field; the name is the field's field_name.
+        self.writable = [(name, field) for name, field in fields.items() if not field.read_only]
 
 
 _per_thread = threading.local()
@@ -423,11 +431,12 @@ _SKIPPED = object()
 
 
 def _validate_field(
-    serializer: serializers.Serializer, field: serializers.Field, primitive: Any
+    serializer: serializers.Serializer, name: str, field: serializers.Field, primitive: Any
 ) -> tuple[Any, Any]:
-    """One field as DRF's ``Serializer.to_internal_value`` validates it: ``(value, None)``, or
-    ``(None, errors)``; the value is ``_SKIPPED`` when the field is left out."""
-    validate_method = getattr(serializer, "validate_" + field.field_name, None)
+    """One field (``name`` its field_name) as DRF's ``Serializer.to_internal_value`` validates
+    it: ``(value, None)``, or ``(None, errors)``; the value is ``_SKIPPED`` when the field is left
+    out."""
+    validate_method = getattr(serializer, "validate_" + name, None)
     try:
         value = field.run_validation(primitive)
         if validate_method is not None:
@@ -460,13 +469,16 @@ class _ValidatedDefaults:
         self._results: dict[str, tuple[Any, Any]] = {}
 
     def validate(
-        self, serializer: serializers.Serializer, field: serializers.Field, primitive: Any
+        self,
+        serializer: serializers.Serializer,
+        name: str,
+        field: serializers.Field,
+        primitive: Any,
     ) -> tuple[Any, Any]:
-        name = field.field_name
         if primitive is not self.defaults.get(name, empty):
-            return _validate_field(serializer, field, primitive)
+            return _validate_field(serializer, name, field, primitive)
         if name not in self._results:
-            self._results[name] = _validate_field(serializer, field, primitive)
+            self._results[name] = _validate_field(serializer, name, field, primitive)
         value, errors = self._results[name]
         # Each message gets its own list or dict, as it would validated on its own.
         return (copy.copy(value) if isinstance(value, list | dict) else value), errors
@@ -543,7 +555,7 @@ class BatchSerializer(StrictSerializer):
             )
         return messages
 
-    def items(self, *, templates: TemplateLookup) -> list[MessageDraft | dict]:
+    def items(self, *, templates: TemplateResolver) -> list[MessageDraft | dict]:
         """Validate each message on its own: a draft for a valid one, a problem for the rest."""
         defaults = self.validated_data["defaults"]
         messages = self.validated_data["messages"]

@@ -18,7 +18,7 @@ from deliveries import conf
 from deliveries.mime import make_message_id
 from deliveries.models import Delivery, Message
 from deliveries.publisher import messages_publish_soon
-from deliveries.services.storing import DeliveryRow, accepted_store
+from deliveries.services.storing import MESSAGE_COLUMNS, DeliveryRow, accepted_store
 from deliveries.states import DeliveryStatus, message_status_for
 
 S = DeliveryStatus
@@ -83,7 +83,7 @@ def messages_accept(*, client: Client, drafts: Sequence[MessageDraft]) -> list[M
     sender_addresses: dict[str, str] = {}  # a batch's messages mostly share their sender
     messages: list[Message] = []
     deliveries: list[DeliveryRow] = []
-    attachments: list[tuple] = []
+    attachments: list[tuple[Any, ...]] = []
     due_now: list[tuple[str, str]] = []
     for draft in drafts:
         message_uuid = uuid.uuid4()
@@ -162,7 +162,7 @@ def _new_message(
         now, draft.send_at,
         starts_at + conf.message_lifetime(),  # the lifetime runs from the first chance to send
     )  # fmt: skip
-    return Message.from_db(connection.alias, None, columns)
+    return Message.from_db(connection.alias, MESSAGE_COLUMNS, columns)
 
 
 def _new_deliveries(

@@ -222,7 +222,7 @@ def messages_purge(
     created_before: datetime,
     batch_size: int = 1000,
     client: str = "",
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], object] | None = None,
 ) -> int:
     """Delete finished messages accepted before ``created_before`` with everything they own
     (deliveries, attempts, events, attachments), ``batch_size`` messages per transaction.

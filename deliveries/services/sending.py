@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
+from typing import Any
 from uuid import UUID
 
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -195,7 +196,7 @@ def _lock_queued(*, message_ids: Sequence[UUID | str]) -> list[_Claimable]:
     return list(claimable.values())
 
 
-def _message_from_row(row: Sequence) -> Message:
+def _message_from_row(row: Sequence[Any]) -> Message:
     fields = dict(zip(_MESSAGE_COLUMNS, row, strict=True))
     # Django's connection hands jsonb over undecoded; its JSONField decodes it, raw SQL here.
     fields["reply_to"] = json.loads(fields["reply_to"])
@@ -360,7 +361,7 @@ def attempts_record(
     unsendable = unsendable or {}
     decisions: dict[int, Decision] = {}
     outcomes: list[Outcome] = []
-    attempt_rows: list[tuple] = []
+    attempt_rows: list[tuple[Any, ...]] = []
     bounces: list[tuple[int, str, SmtpReply]] = []
     for claim in claims:
         for delivery in claim.claimed:

@@ -20,7 +20,7 @@ import json
 from collections.abc import Sequence
 from contextlib import nullcontext
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from django.db import connection, transaction
@@ -95,7 +95,7 @@ def accepted_store(
     now: datetime,
     messages: Sequence[Message],
     deliveries: Sequence[DeliveryRow],
-    attachments: Sequence[tuple],
+    attachments: Sequence[tuple[Any, ...]],
 ) -> None:
     """Insert the messages (built, not yet saved), their deliveries and attachments (rows in
     ``DeliveryRow`` and ``ATTACHMENT_COLUMNS`` order) and one event per delivery, all or none.
@@ -118,7 +118,12 @@ def accepted_store(
             _in_one_statement(message_rows, deliveries, attachments, events)
 
 
-def _in_one_statement(message_rows, deliveries, attachments, events) -> None:
+def _in_one_statement(
+    message_rows: Sequence[tuple[Any, ...]],
+    deliveries: Sequence[DeliveryRow],
+    attachments: Sequence[tuple[Any, ...]],
+    events: dict[str, Any],
+) -> None:
     tables = [
         ("message", "deliveries_message", MESSAGE_COLUMNS, message_rows, ""),
         ("attachment", "deliveries_attachment", ATTACHMENT_COLUMNS, attachments, ""),
@@ -141,7 +146,12 @@ def _in_one_statement(message_rows, deliveries, attachments, events) -> None:
         )
 
 
-def _copy(message_rows, deliveries, attachments, events) -> None:
+def _copy(
+    message_rows: Sequence[tuple[Any, ...]],
+    deliveries: Sequence[DeliveryRow],
+    attachments: Sequence[tuple[Any, ...]],
+    events: dict[str, Any],
+) -> None:
     with connection.cursor() as cursor:
         # The deliveries' ids up front, as their events need them.
         cursor.execute(_NEW_DELIVERY_IDS, [len(deliveries)])

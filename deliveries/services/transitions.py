@@ -122,7 +122,8 @@ def deliveries_start(*, delivery_ids: Collection[int], lease_until: datetime) ->
                 "now": timezone.now(),
             },
         )
-        return cursor.fetchone()[0]
+        started: int = cursor.fetchone()[0]
+        return started
 
 
 _LOCK_MESSAGES_SQL = (

@@ -1,6 +1,7 @@
 """Domain errors answered by the API's one exception handler, in the problem shape."""
 
 import pytest
+from rest_framework import exceptions
 
 from api.errors import problem_exception_handler
 from deliveries.templating import TemplateProblem, template_check, template_render
@@ -8,6 +9,7 @@ from deliveries.templating import TemplateProblem, template_check, template_rend
 
 def answer(exc: Exception) -> tuple[int, dict]:
     response = problem_exception_handler(exc, {})
+    assert response is not None
     return response.status_code, response.data
 
 
@@ -46,3 +48,14 @@ def test_a_template_that_does_not_render_names_the_template_or_the_context():
         ("context", "missing_variable", "subject"),
         ("template", "render_error", "text"),
     ]
+
+
+def test_an_api_error_whose_detail_has_no_code_is_answered_with_the_generic_code():
+    status, body = answer(exceptions.PermissionDenied(exceptions.ErrorDetail("Not yours.")))
+
+    assert status == 403
+    assert (body["code"], body["type"], body["detail"]) == (
+        "error",
+        "https://mailhub.dev/problems/error",
+        "Not yours.",
+    )

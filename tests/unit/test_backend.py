@@ -5,6 +5,7 @@ from email.mime.image import MIMEImage
 
 import pytest
 from django.core.mail import EmailMessage, EmailMultiAlternatives
+from django.utils.translation import gettext_lazy
 
 from api.backends import InvalidEmail, email_to_draft
 
@@ -77,6 +78,17 @@ def test_an_html_only_message_keeps_its_body_as_html():
     draft = email_to_draft(email)
 
     assert (draft.text, draft.html) == ("", "<p>hi</p>")
+
+
+def test_a_lazily_translated_subject_and_body_are_sent_as_their_text():
+    email = EmailMessage(
+        gettext_lazy("Hi"), gettext_lazy("Hello"), "no-reply@shop.test", ["ann@example.com"]
+    )
+
+    draft = email_to_draft(email)
+
+    assert (draft.subject, draft.text) == ("Hi", "Hello")
+    assert type(draft.subject) is str and type(draft.text) is str
 
 
 @pytest.mark.parametrize(

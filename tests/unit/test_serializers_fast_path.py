@@ -12,7 +12,7 @@ import random
 import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import getaddresses
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from rest_framework import serializers
@@ -90,7 +90,7 @@ def in_days(days: float) -> str:
 PNG = "iVBORw0KGgo="  # 8 bytes of base64
 INLINE = {"filename": "logo.png", "content_type": "image/png", "content": PNG}
 
-DEFAULTS = {
+DEFAULTS: dict[str, dict[str, Any]] = {
     "none": {},
     "a plain message": {
         "from": "Shop <no-reply@shop.test>",
@@ -255,7 +255,7 @@ def test_the_messages_of_a_batch_share_no_list_or_dict():
     assert first.headers is not second.headers
 
 
-def test_threads_validating_at_once_each_get_their_own_answers():
+def test_threads_validating_at_once_each_get_their_own_answers() -> None:
     templates = Templates()
     batches = list(DEFAULTS.values())
     expected = [stock_items(defaults, MESSAGES, templates) for defaults in batches]
@@ -286,8 +286,8 @@ def test_each_thread_validates_with_fields_of_its_own():
     thread.start()
     thread.join()
     assert elsewhere[0] is not here
-    assert {id(field) for field in here.writable}.isdisjoint(
-        id(field) for field in elsewhere[0].writable
+    assert {id(field) for _, field in here.writable}.isdisjoint(
+        id(field) for _, field in elsewhere[0].writable
     )
 
 

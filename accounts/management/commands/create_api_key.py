@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.services import api_key_create, api_key_set_rate_limit, client_get_or_create
 
@@ -9,7 +11,7 @@ class Command(BaseCommand):
         "The key is shown only this once; Mailhub stores only its hash."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("client_name", metavar="CLIENT_NAME")
         parser.add_argument("--name", default="", help="A label for the key, e.g. 'production'.")
         parser.add_argument(
@@ -20,7 +22,9 @@ class Command(BaseCommand):
             help="Requests per minute for this key (default: MAILHUB_API_RATE_LIMIT_PER_MINUTE).",
         )
 
-    def handle(self, *args, client_name: str, name: str, rate_limit: int | None, **options):
+    def handle(
+        self, *args: Any, client_name: str, name: str, rate_limit: int | None, **options: Any
+    ) -> None:
         if rate_limit is not None and rate_limit < 1:
             raise CommandError("--rate-limit must be at least 1 request per minute")
         client = client_get_or_create(name=client_name)

@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
 
 from accounts.models import ApiKey
@@ -13,10 +15,10 @@ class Command(BaseCommand):
         "2 usage."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("key", metavar="PREFIX_OR_ID")
 
-    def handle(self, *args, key: str, **options):
+    def handle(self, *args: Any, key: str, **options: Any) -> None:
         lookup = Q(prefix=key.rstrip("…").strip())
         if key.isdigit():
             lookup |= Q(id=int(key))

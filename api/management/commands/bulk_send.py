@@ -15,6 +15,7 @@ import io
 import re
 from email.utils import formataddr
 from pathlib import Path
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
@@ -24,7 +25,7 @@ from api.errors import validation_summary
 from api.serializers.intake import MessageCreateSerializer, TemplateLookup
 from deliveries.management.commands._common import EXIT_PARTIAL, client_named, progress
 from deliveries.models import Message, Priority
-from deliveries.services import messages_accept
+from deliveries.services import MessageDraft, messages_accept
 
 _CAMPAIGN = re.compile(r"^[A-Za-z0-9_.-]{1,59}$")
 #: Refused rows listed in full; the rest are counted.
@@ -132,8 +133,18 @@ class Command(BaseCommand):
                 returncode=EXIT_PARTIAL,
             )
 
-    def _send(self, rows, done, campaign, client, templates, options):
-        accepted, refused, drafts = 0, [], []
+    def _send(
+        self,
+        rows: list[dict[str, str]],
+        done: set[int],
+        campaign: str,
+        client: Client,
+        templates: TemplateLookup,
+        options: dict[str, Any],
+    ) -> tuple[int, list[tuple[int, str]]]:
+        accepted = 0
+        refused: list[tuple[int, str]] = []
+        drafts: list[MessageDraft] = []
         with progress(total=len(rows), unit="row", description="sending") as bar:
 
             def flush() -> None:
