@@ -94,7 +94,8 @@ class QuietTicksFilter(logging.Filter):
         if self._tasks is None:
             from django.conf import settings
 
-            self._tasks = frozenset(e["task"] for e in settings.CELERY_BEAT_SCHEDULE.values())
+            schedule: dict[str, dict[str, Any]] = settings.CELERY_BEAT_SCHEDULE
+            self._tasks = frozenset(str(entry["task"]) for entry in schedule.values())
         return self._tasks
 
     def filter(self, record: logging.LogRecord) -> bool:
