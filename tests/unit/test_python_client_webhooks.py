@@ -68,7 +68,7 @@ def test_no_header_whatsoever_makes_verify_raise(header):
 
 def test_the_raw_body_is_required_not_a_decoded_one():
     with pytest.raises(TypeError, match="raw body"):
-        verify(SECRET, BODY.decode(), signed())  # type: ignore[arg-type]
+        verify(SECRET, BODY.decode(), signed())
 
 
 def test_events_of_a_genuine_request_and_a_refusal_of_a_forged_one():
