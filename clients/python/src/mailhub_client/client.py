@@ -48,10 +48,11 @@ class Mailhub:
                                     to=["ann@example.com"], subject="Hi", text="Hello")
 
     Every call retries connection errors, ``429`` and ``503`` as ``retry`` says (honouring
-    ``Retry-After``); every send, batch, cancel and create carries an ``Idempotency-Key`` (one
-    of its own unless given) that each of its tries repeats, so a retry never sends twice.
-    Errors are ``mailhub_client.errors.MailhubError``s. ``http_client`` is an
-    ``httpx.Client`` of your own (proxies, certificates, event hooks); closing it is then yours.
+    ``Retry-After``); every send, batch, cancel, template and suppression create carries an
+    ``Idempotency-Key`` (its own unless given) that each of its tries repeats: a retry never
+    sends twice. Errors are ``mailhub_client.errors.MailhubError``s. ``http_client`` is an
+    ``httpx.Client`` of your own (proxies, certificates, event hooks; its own timeout then
+    applies, not ``timeout``), which you close.
     """
 
     def __init__(

@@ -291,7 +291,7 @@ class WebhookCreated(Webhook):
 class WebhookAttempt(TypedDict):
     id: int
     started_at: str
-    duration_ms: int | None
+    duration_ms: int
     status_code: int | None
     succeeded: bool
     error: str
