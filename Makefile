@@ -31,8 +31,8 @@ bench:
 chaos:
 	./scripts/chaos $(CHAOS_ARGS)
 
-# The venv, when it is missing or pyproject.toml or the dev lock changed since it was installed.
-.venv/.mailhub-install.sha256: pyproject.toml requirements/dev.txt
+# The venv, when it is missing or a pyproject.toml or the dev lock changed since it was installed.
+.venv/.mailhub-install.sha256: pyproject.toml clients/python/pyproject.toml requirements/dev.txt
 	./scripts/bootstrap
 
 lint: .venv/.mailhub-install.sha256

@@ -21,8 +21,8 @@ All messages of one ``send_messages`` call are accepted in one transaction. Insi
 own transaction (``ATOMIC_REQUESTS``, ``transaction.atomic``) they are published only when that
 transaction commits: a rolled-back order confirmation is never sent.
 
-A Django project that does not share Mailhub's database sends through the REST API instead
-(README, "Sending from another Django project").
+A Django project that does not share Mailhub's database sends through the REST API instead,
+with the Python client's backend (``mailhub_client.django.EmailBackend``, in clients/python).
 """
 
 from __future__ import annotations

@@ -1,0 +1,409 @@
+"""``AsyncMailhub``: ``Mailhub`` for asyncio, call for call (``await`` each; iterate the lists
+with ``async for``). The two share their requests, retries and errors (``mailhub_client._core``)."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal, cast
+
+import httpx
+
+from mailhub_client import _core
+from mailhub_client._core import DEFAULT_TIMEOUT, Call, Endpoint, Exchange
+from mailhub_client.attachments import Attachment
+from mailhub_client.retry import RetryPolicy
+from mailhub_client.types import (
+    BatchResult,
+    CancelResult,
+    EventDocument,
+    EventPage,
+    EventType,
+    MessageAccepted,
+    MessageDetail,
+    MessageEvent,
+    MessageRequest,
+    MessageStatus,
+    MessageSummary,
+    Priority,
+    Suppression,
+    SuppressionReason,
+    Template,
+    Webhook,
+    WebhookAttempt,
+    WebhookCreated,
+)
+
+__all__ = ["AsyncMailhub"]
+
+
+class AsyncMailhub:
+    """A client of one Mailhub, as one API key's client, for asyncio.
+
+        async with AsyncMailhub("https://mailhub.example.com", api_key="mh_...") as mailhub:
+            accepted = await mailhub.send(sender="Shop <no-reply@shop.example>",
+                                          to=["ann@example.com"], subject="Hi", text="Hello")
+
+    Every call retries connection errors, ``429`` and ``503`` as ``retry`` says (honouring
+    ``Retry-After``); every send, batch, cancel, template and suppression create carries an
+    ``Idempotency-Key`` (its own unless given) that each of its tries repeats: a retry never
+    sends twice. Errors are ``mailhub_client.errors.MailhubError``s. ``http_client`` is an
+    ``httpx.AsyncClient`` of your own (proxies, certificates, event hooks; its own timeout then
+    applies, not ``timeout``), which you close.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._endpoint = Endpoint.of(url, api_key, retry)
+        self._own_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=timeout)
+        self.templates = AsyncTemplates(self)
+        self.suppressions = AsyncSuppressions(self)
+        self.webhooks = AsyncWebhooks(self)
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def _call(self, call: Call) -> Any:
+        exchange = Exchange(call, self._endpoint)
+        while True:
+            try:
+                response = await self._http.send(exchange.request(self._http))
+            except httpx.TransportError as exc:
+                delay = exchange.after_error(exc)
+            else:
+                retry_in = exchange.after_response(response)
+                if retry_in is None:
+                    return exchange.result(response)
+                delay = retry_in
+            await self._sleep(delay)
+
+    @staticmethod
+    async def _sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def _pages(self, call: Call | None) -> AsyncIterator[Any]:
+        while call is not None:
+            page = await self._call(call)
+            for item in page["results"]:
+                yield item
+            call = _core.next_page(call, page)
+
+    async def aclose(self) -> None:
+        if self._own_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncMailhub:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- messages -------------------------------------------------------------------------------
+
+    async def send(
+        self,
+        *,
+        sender: str,
+        to: Iterable[str] | None = None,
+        cc: Iterable[str] | None = None,
+        bcc: Iterable[str] | None = None,
+        reply_to: Iterable[str] | None = None,
+        subject: str | None = None,
+        text: str | None = None,
+        html: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        priority: Priority | None = None,
+        send_at: datetime | str | None = None,
+        tags: Iterable[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        attachments: Iterable[Attachment | Mapping[str, Any]] | None = None,
+        template: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> MessageAccepted:
+        """Send one message (``POST /api/v1/messages``): ``sender`` is its From (``"Name
+        <addr>"`` or ``"addr"``); ``template`` and ``context`` instead of subject and bodies;
+        ``send_at`` schedules it. Answers its ``id`` and ``status``."""
+        message = _core.message_fields(
+            sender=sender,
+            to=to,
+            cc=cc,
+            bcc=bcc,
+            reply_to=reply_to,
+            subject=subject,
+            text=text,
+            html=html,
+            headers=headers,
+            priority=priority,
+            send_at=send_at,
+            tags=tags,
+            metadata=metadata,
+            attachments=attachments,
+            template=template,
+            context=context,
+        )
+        return cast(MessageAccepted, await self._call(_core.send(message, idempotency_key)))
+
+    async def send_batch(
+        self,
+        messages: Iterable[MessageRequest],
+        *,
+        defaults: MessageRequest | None = None,
+        idempotency_key: str | None = None,
+    ) -> BatchResult:
+        """Send up to 500 messages at once (``POST /api/v1/messages/batch``), each in the API's
+        own field names (``"from"``, ``"to"``, ...); ``defaults`` gives what every message has
+        unless it gives its own. Refused messages do not raise: their result has an ``error``."""
+        return cast(
+            BatchResult, await self._call(_core.send_batch(messages, defaults, idempotency_key))
+        )
+
+    async def get(self, message_id: str) -> MessageDetail:
+        """A message, its recipients and every attempt."""
+        return cast(MessageDetail, await self._call(_core.message_get(message_id)))
+
+    async def cancel(self, message_id: str, *, idempotency_key: str | None = None) -> CancelResult:
+        """Cancel what of the message is not yet sent."""
+        return cast(
+            CancelResult, await self._call(_core.message_cancel(message_id, idempotency_key))
+        )
+
+    async def message_events(self, message_id: str) -> list[MessageEvent]:
+        """The message's history, oldest first."""
+        return cast(
+            list[MessageEvent], (await self._call(_core.message_events(message_id)))["results"]
+        )
+
+    def messages(
+        self,
+        *,
+        status: Iterable[MessageStatus] | None = None,
+        priority: Iterable[Priority] | None = None,
+        recipient: str | None = None,
+        tag: Iterable[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[MessageSummary]:
+        """Every message that matches (all filters at once), newest first, fetched a page at a
+        time as you iterate."""
+        call = _core.messages_list(
+            status=status,
+            priority=priority,
+            recipient=recipient,
+            tag=tag,
+            metadata=metadata,
+            created_after=created_after,
+            created_before=created_before,
+            page_size=page_size,
+        )
+        return self._pages(call)
+
+    # -- the event log --------------------------------------------------------------------------
+
+    def events(
+        self,
+        *,
+        type: Iterable[EventType] | None = None,
+        message: str | None = None,
+        recipient: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        order: Literal["newest", "oldest"] | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[EventDocument]:
+        """Every event that matches (``GET /api/v1/events``), newest first (``order="oldest"``
+        reads forward), fetched a page at a time as you iterate."""
+        call = _core.events_list(
+            type=type,
+            message=message,
+            recipient=recipient,
+            created_after=created_after,
+            created_before=created_before,
+            order=order,
+            page_size=page_size,
+        )
+        return self._pages(call)
+
+    async def events_page(
+        self,
+        *,
+        cursor: str | None = None,
+        type: Iterable[EventType] | None = None,
+        message: str | None = None,
+        recipient: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        order: Literal["newest", "oldest"] | None = None,
+        page_size: int | None = None,
+    ) -> EventPage:
+        """One page of the event log, from ``cursor`` (a page's ``cursor``) or from the start;
+        give the same filters with a cursor as for the page that gave it."""
+        call = _core.events_list(
+            type=type,
+            message=message,
+            recipient=recipient,
+            created_after=created_after,
+            created_before=created_before,
+            order=order,
+            page_size=page_size,
+            cursor=cursor,
+        )
+        page = await self._call(call)
+        return EventPage(page["results"], _core.cursor_of(page))
+
+
+class AsyncTemplates:
+    """``mailhub.templates`` (async): ``/api/v1/templates``."""
+
+    def __init__(self, mailhub: AsyncMailhub) -> None:
+        self._mailhub = mailhub
+
+    async def create(
+        self,
+        name: str,
+        *,
+        subject: str | None = None,
+        text: str | None = None,
+        html: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Template:
+        """A new template (Django template syntax in each part); ``Conflict`` if ``name`` is
+        taken."""
+        call = _core.template_create(
+            name, subject=subject, text=text, html=html, idempotency_key=idempotency_key
+        )
+        return cast(Template, await self._mailhub._call(call))
+
+    async def get(self, name: str) -> Template:
+        return cast(Template, await self._mailhub._call(_core.template_get(name)))
+
+    async def update(
+        self,
+        name: str,
+        *,
+        new_name: str | None = None,
+        subject: str | None = None,
+        text: str | None = None,
+        html: str | None = None,
+    ) -> Template:
+        """Change the parts given (``""`` empties one); ``new_name`` renames it."""
+        call = _core.template_update(name, new_name=new_name, subject=subject, text=text, html=html)
+        return cast(Template, await self._mailhub._call(call))
+
+    async def delete(self, name: str) -> None:
+        await self._mailhub._call(_core.template_delete(name))
+
+    def list(self, *, page_size: int | None = None) -> AsyncIterator[Template]:
+        """Every template, by name."""
+        return self._mailhub._pages(_core.templates_list(page_size=page_size))
+
+
+class AsyncSuppressions:
+    """``mailhub.suppressions`` (async): ``/api/v1/suppressions``."""
+
+    def __init__(self, mailhub: AsyncMailhub) -> None:
+        self._mailhub = mailhub
+
+    async def add(
+        self,
+        address: str,
+        *,
+        reason: SuppressionReason | None = None,
+        detail: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Suppression:
+        """Suppress ``address`` (reason ``manual`` unless given); an address suppressed
+        already keeps its first reason."""
+        call = _core.suppression_add(
+            address, reason=reason, detail=detail, idempotency_key=idempotency_key
+        )
+        return cast(Suppression, await self._mailhub._call(call))
+
+    async def get(self, address: str) -> Suppression:
+        """Whether and why ``address`` is suppressed; ``NotFound`` if it is not."""
+        return cast(Suppression, await self._mailhub._call(_core.suppression_get(address)))
+
+    async def remove(self, address: str) -> None:
+        """Allow mail to ``address`` again; ``NotFound`` if it was not suppressed."""
+        await self._mailhub._call(_core.suppression_remove(address))
+
+    def list(
+        self, *, reason: Iterable[SuppressionReason] | None = None, page_size: int | None = None
+    ) -> AsyncIterator[Suppression]:
+        """Every suppressed address, newest first."""
+        call = _core.suppressions_list(reason=reason, page_size=page_size)
+        return self._mailhub._pages(call)
+
+
+class AsyncWebhooks:
+    """``mailhub.webhooks`` (async): ``/api/v1/webhooks``. (To check a webhook request's signature,
+    see ``mailhub_client.webhooks.verify``.)"""
+
+    def __init__(self, mailhub: AsyncMailhub) -> None:
+        self._mailhub = mailhub
+
+    async def create(
+        self,
+        url: str,
+        *,
+        event_types: Iterable[EventType] | None = None,
+        description: str | None = None,
+        enabled: bool | None = None,
+    ) -> WebhookCreated:
+        """A new endpoint for events of ``event_types`` (all unless given). The answer's
+        ``secret`` signs its requests and is never shown again: store it.
+
+        Not retried once it may have reached Mailhub (its webhooks take no Idempotency-Key)."""
+        call = _core.webhook_create(
+            url, event_types=event_types, description=description, enabled=enabled
+        )
+        return cast(WebhookCreated, await self._mailhub._call(call))
+
+    async def get(self, webhook_id: str) -> Webhook:
+        return cast(Webhook, await self._mailhub._call(_core.webhook_get(webhook_id)))
+
+    async def update(
+        self,
+        webhook_id: str,
+        *,
+        url: str | None = None,
+        event_types: Iterable[EventType] | None = None,
+        description: str | None = None,
+        enabled: bool | None = None,
+    ) -> Webhook:
+        """Change what is given; ``enabled=True`` re-enables it and forgets past failures."""
+        call = _core.webhook_update(
+            webhook_id, url=url, event_types=event_types, description=description, enabled=enabled
+        )
+        return cast(Webhook, await self._mailhub._call(call))
+
+    async def delete(self, webhook_id: str) -> None:
+        await self._mailhub._call(_core.webhook_delete(webhook_id))
+
+    async def list(self) -> builtins.list[Webhook]:
+        answer = await self._mailhub._call(_core.webhooks_list())
+        return cast(builtins.list[Webhook], answer["results"])
+
+    def attempts(
+        self, webhook_id: str, *, page_size: int | None = None
+    ) -> AsyncIterator[WebhookAttempt]:
+        """The endpoint's request log, newest first."""
+        call = _core.webhook_attempts(webhook_id, page_size=page_size)
+        return self._mailhub._pages(call)
