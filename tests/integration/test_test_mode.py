@@ -17,6 +17,8 @@ from io import StringIO
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 
 from accounts.models import ApiKey
@@ -31,6 +33,7 @@ from tests.builders import Actor, make_actor, message_payload
 from tests.integration import test_webhooks_stack as webhooks_stack
 from tests.integration.conftest import wait_until_final
 from tests.support.workers import ROOT
+from webhooks.models import Endpoint
 
 pytestmark = pytest.mark.integration
 S = DeliveryStatus
@@ -399,3 +402,35 @@ def test_the_readme_example_prints_what_the_readme_says(sink, live_server, acme_
     message = Message.objects.get()
     assert message.test_mode and message.client == acme_test.client
     assert sink.received == [] and sink.connections == 0
+
+
+# -- the migration that brings `complained` -----------------------------------------------------
+
+
+def test_an_endpoint_that_took_every_event_type_takes_complaints_after_the_migration(
+    transactional_db,
+):
+    before = [("webhooks", "0002_client_in_accounts")]
+    after = [("webhooks", "0003_complained_events")]
+    every_earlier = [t for t in Event.Type.values if t != "complained"]
+    client = make_actor("acme").client
+    try:
+        executor = MigrationExecutor(connection)
+        executor.migrate(before)
+        old = MigrationExecutor(connection).loader.project_state(before).apps
+        endpoint = old.get_model("webhooks", "Endpoint")
+        everything = endpoint.objects.create(
+            client_id=client.id, url="https://a.test/", secret="s", event_types=every_earlier
+        )
+        some = endpoint.objects.create(
+            client_id=client.id, url="https://b.test/", secret="s", event_types=["bounced"]
+        )
+        MigrationExecutor(connection).migrate(after)
+    finally:
+        MigrationExecutor(connection).migrate(
+            MigrationExecutor(connection).loader.graph.leaf_nodes()
+        )
+
+    assert Endpoint.objects.get(id=everything.id).event_types == [*every_earlier, "complained"]
+    assert Endpoint.objects.get(id=some.id).event_types == ["bounced"]
+    assert "complained" in Endpoint(client=client).event_types
