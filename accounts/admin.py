@@ -3,7 +3,8 @@
 A key is created through ``accounts.services.api_key_create``: the page that follows shows its
 secret once and nothing stores it (not the session, not a flash message); afterwards only the
 prefix is visible. Keys are revoked, never edited or deleted, so that the audit trail of who sent
-what stays intact.
+what stays intact. A key's mode (live, or test: its mail is never sent) is chosen when it is
+created and shown in the list, which filters by it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,14 @@ class _KeyCreatingRequest(HttpRequest):
 
 class ApiKeyInline(_ApiKeyInline):
     model = ApiKey
-    fields = readonly_fields = ("prefix", "name", "created_at", "last_used_at", "revoked_at")
+    fields = readonly_fields = (
+        "prefix",
+        "name",
+        "test_mode",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
     extra = 0
     max_num = 0
     can_delete = False
@@ -110,6 +118,21 @@ class ActiveFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ModeFilter(admin.SimpleListFilter):
+    title = "mode"
+    parameter_name = "mode"
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]
+    ) -> Iterable[tuple[str, str]]:
+        return (("live", "live"), ("test", "test"))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
+        if self.value() in ("live", "test"):
+            return queryset.filter(test_mode=self.value() == "test")
+        return queryset
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(_ApiKeyAdmin):
     list_display = (
@@ -117,11 +140,12 @@ class ApiKeyAdmin(_ApiKeyAdmin):
         "name",
         "client",
         "is_active",
+        "mode",
         "rate_limit_per_minute",
         "created_at",
         "last_used_at",
     )
-    list_filter = (ActiveFilter, "client")
+    list_filter = (ActiveFilter, ModeFilter, "client")
     list_select_related = ("client",)
     search_fields = ("prefix", "name", "client__name")
     ordering = ("-created_at",)
@@ -130,10 +154,11 @@ class ApiKeyAdmin(_ApiKeyAdmin):
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
         if obj is None:
-            return ("client", "name", "rate_limit_per_minute")
+            return ("client", "name", "test_mode", "rate_limit_per_minute")
         return (
             "client",
             "name",
+            "test_mode",
             "prefix",
             "rate_limit_per_minute",
             "created_at",
@@ -146,7 +171,7 @@ class ApiKeyAdmin(_ApiKeyAdmin):
     ) -> tuple[str, ...]:
         if obj is None:
             return ()
-        return ("client", "name", *self.readonly_fields)
+        return ("client", "name", "test_mode", *self.readonly_fields)
 
     def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
         return False
@@ -155,6 +180,10 @@ class ApiKeyAdmin(_ApiKeyAdmin):
     def is_active(self, obj: ApiKey) -> bool:
         return obj.is_active
 
+    @admin.display(description="mode", ordering="test_mode")
+    def mode(self, obj: ApiKey) -> str:
+        return "test" if obj.test_mode else "live"
+
     # An error report (the DEBUG page, mail to ADMINS) shows each frame's variables: not these.
     @sensitive_variables("secret")
     def save_model(
@@ -162,7 +191,7 @@ class ApiKeyAdmin(_ApiKeyAdmin):
     ) -> None:
         if change:
             return  # every field of an existing key is read-only
-        key, secret = api_key_create(client=obj.client, name=obj.name)
+        key, secret = api_key_create(client=obj.client, name=obj.name, test_mode=obj.test_mode)
         for field in ("id", "prefix", "key_hash", "created_at"):
             setattr(obj, field, getattr(key, field))
         # Only for response_add of this very request; never stored anywhere.

@@ -58,9 +58,18 @@ def request_fingerprint(*, method: str, path: str, body: Any) -> str:
 
 
 def idempotent_run(
-    *, client: Client, key: str, fingerprint: str, run: Callable[[], Answer]
+    *,
+    client: Client,
+    key: str,
+    fingerprint: str,
+    run: Callable[[], Answer],
+    test_mode: bool = False,
 ) -> Answer:
-    """Run ``run`` once per (client, key): store its 2xx answer, or replay the stored one."""
+    """Run ``run`` once per (client, mode, key): store its 2xx answer, or replay the stored one.
+
+    The test-mode keys of a client have records of their own (``test_mode``): a key string
+    already used while testing is new to the live keys, and the other way round.
+    """
     if not _KEY.match(key):
         raise InvalidIdempotencyKey(
             "Idempotency-Key must be 1 to 255 printable ASCII characters.",
@@ -74,6 +83,7 @@ def idempotent_run(
                 with transaction.atomic():
                     record = IdempotencyRecord.objects.create(
                         client=client,
+                        test_mode=test_mode,
                         key=key,
                         request_hash=fingerprint,
                         response_status=0,  # set below, before anyone else can see the row
@@ -83,7 +93,9 @@ def idempotent_run(
                     )
             except IntegrityError:
                 # The insert waited for the transaction holding this key; that one committed.
-                existing = IdempotencyRecord.objects.filter(client=client, key=key).first()
+                existing = IdempotencyRecord.objects.filter(
+                    client=client, test_mode=test_mode, key=key
+                ).first()
                 if existing is None:  # purged in between
                     continue
                 if existing.expires_at <= now:

@@ -29,11 +29,22 @@ class ApiKey(models.Model):
 
     A plain hash (no salt, no stretching) is enough because the secret is 32 random bytes, not a
     password a person chose: nothing can be guessed, and the lookup stays one indexed query.
+
+    A key in test mode (``test_mode``, its secret starting ``mh_test_``) has its mail accepted,
+    stored and recorded like any other, but settled by the simulator instead of being sent
+    (``deliveries.simulator``); the API lists a key's own mode's mail unless asked otherwise.
     """
 
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100, blank=True)
     prefix = models.CharField(max_length=16, help_text="The visible start of the key.")
+    # Defaults in the database too: the previous release, serving while migrations run, inserts
+    # keys without this column.
+    test_mode = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Its mail is settled by the simulator, never sent. Chosen when created.",
+    )
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
@@ -84,6 +95,9 @@ class IdempotencyRecord(models.Model):
     """
 
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+")
+    # A test-mode key's records are apart from the live keys': a key string used while testing
+    # an integration must never replay its test answer to the same request sent live.
+    test_mode = models.BooleanField(default=False, db_default=False)
     key = models.CharField(max_length=255)
     # SHA-256 of method, path and the canonical JSON body: the same key with another request is
     # refused instead of answered with an unrelated stored response.
@@ -97,7 +111,9 @@ class IdempotencyRecord(models.Model):
     class Meta:
         db_table = "api_idempotencyrecord"
         constraints = [
-            models.UniqueConstraint(fields=["client", "key"], name="idempotency_unique_key")
+            models.UniqueConstraint(
+                fields=["client", "test_mode", "key"], name="idempotency_unique_mode_key"
+            )
         ]
 
     def __str__(self) -> str:

@@ -10,7 +10,11 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Client
 
+#: How a key's secret starts: a live key's, and a test-mode key's. Only the stored
+#: ``ApiKey.test_mode`` decides the mode; the prefix lets a person see it (in code, in logs, in
+#: the admin's ``prefix`` column) before any mail is sent with the wrong one.
 KEY_PREFIX = "mh_"
+TEST_KEY_PREFIX = "mh_test_"
 VISIBLE_CHARS = 8
 
 
@@ -23,14 +27,23 @@ def client_get_or_create(*, name: str) -> Client:
     return client
 
 
-def api_key_create(*, client: Client, name: str = "") -> tuple[ApiKey, str]:
-    """Create a key and return it with its secret, which is not stored and never shown again."""
-    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+def api_key_create(
+    *, client: Client, name: str = "", test_mode: bool = False
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret, which is not stored and never shown again.
+
+    A ``test_mode`` key's mail is never sent: the simulator settles it (``ApiKey.test_mode``).
+    """
+    prefix = TEST_KEY_PREFIX if test_mode else KEY_PREFIX
+    secret = prefix + secrets.token_urlsafe(32)
+    while not test_mode and secret.startswith(TEST_KEY_PREFIX):  # a live key never looks test
+        secret = prefix + secrets.token_urlsafe(32)
     key = ApiKey.objects.create(
         client=client,
         name=name,
-        prefix=secret[: len(KEY_PREFIX) + VISIBLE_CHARS],
+        prefix=secret[: len(prefix) + VISIBLE_CHARS],
         key_hash=api_key_hash(secret),
+        test_mode=test_mode,
     )
     return key, secret
 

@@ -34,6 +34,7 @@ def idempotent(handler):
 
         answer = idempotent_run(
             client=request.client,
+            test_mode=request.test_mode,
             key=key,
             fingerprint=request_fingerprint(
                 method=request.method, path=request.path, body=request.data

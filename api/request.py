@@ -19,3 +19,6 @@ class ApiRequest(HttpRequest):
     request_id: str
     #: Set by ``api.authentication.ApiKeyAuthentication`` once the key is known.
     client: Client
+    #: The key's mode, set with ``client``: mail accepted now is test mail, and lists show the
+    #: mode's data unless the request asks for another (``?mode=``).
+    test_mode: bool

@@ -153,14 +153,17 @@ class MessageCollection(generics.GenericAPIView):
         operation_id="messages_list",
         summary="List messages",
         description="Newest first, cursor-paginated (`limit` 1 to 200, default 50; follow "
-        "`next`). Filters combine with AND.",
+        "`next`). Filters combine with AND. A live key lists live mail and a test-mode key "
+        "test mail, unless `mode` asks for another.",
         parameters=[MessageFilterSerializer],
         responses={200: MessageSummarySerializer(many=True)},
     )
     def get(self, request):
         filters = MessageFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        messages = messages_for_client(client=request.client, **filters.filters())
+        messages = messages_for_client(
+            client=request.client, **filters.filters(key_test_mode=request.test_mode)
+        )
         return _page(self, messages, MessageSummarySerializer)
 
     @extend_schema(
@@ -170,7 +173,9 @@ class MessageCollection(generics.GenericAPIView):
         "and queues it (or schedules it with `send_at`). Suppressed recipients are recorded "
         "as `suppressed` and never sent to. Limits: MAILHUB_MAX_RECIPIENTS (50) recipients, "
         "MAILHUB_MAX_BODY_BYTES (1 MiB) per body, MAILHUB_MAX_HEADERS (50) custom headers, "
-        "attachments, tags and metadata as described on their fields.",
+        "attachments, tags and metadata as described on their fields. With a test-mode key "
+        "the message is stored and recorded the same way (`test_mode: true`) but settled by the "
+        "simulator instead of being sent: see *Testing your integration* in the README.",
         request=MessageCreateSerializer,
         examples=SEND_EXAMPLES,
         parameters=[IDEMPOTENCY_KEY, REPLAYED, LOCATION],
@@ -185,9 +190,11 @@ class MessageCollection(generics.GenericAPIView):
             data=request.data, context={"templates": TemplateLookup(request.client)}
         )
         serializer.is_valid(raise_exception=True)
-        message = message_accept(client=request.client, draft=serializer.to_draft())
+        message = message_accept(
+            client=request.client, draft=serializer.to_draft(), test_mode=request.test_mode
+        )
         return Response(
-            {"id": str(message.id), "status": message.status},
+            {"id": str(message.id), "status": message.status, "test_mode": message.test_mode},
             status=status.HTTP_202_ACCEPTED,
             headers={"Location": f"/api/v1/messages/{message.id}"},
         )
@@ -219,14 +226,25 @@ class MessageBatch(APIView):
         batch.is_valid(raise_exception=True)
         items = batch.items(templates=TemplateLookup(request.client))
         drafts = [item for item in items if not isinstance(item, dict)]
-        accepted = iter(messages_accept(client=request.client, drafts=drafts) if drafts else [])
+        accepted = iter(
+            messages_accept(client=request.client, drafts=drafts, test_mode=request.test_mode)
+            if drafts
+            else []
+        )
         results = []
         for index, item in enumerate(items):
             if isinstance(item, dict):
                 results.append({"index": index, "error": item})
             else:
                 message = next(accepted)
-                results.append({"index": index, "id": str(message.id), "status": message.status})
+                results.append(
+                    {
+                        "index": index,
+                        "id": str(message.id),
+                        "status": message.status,
+                        "test_mode": message.test_mode,
+                    }
+                )
         rejected = len(items) - len(drafts)
         return Response(
             {"accepted": len(drafts), "rejected": rejected, "results": results},
@@ -284,7 +302,7 @@ class MessageEvents(APIView):
         summary="The message's history",
         description="Every event of every recipient, oldest first: accepted, scheduled, "
         "deferred (with the SMTP reply and the next attempt), delivered, bounced, failed, "
-        "suppressed, cancelled.",
+        "suppressed, cancelled, complained.",
         responses={200: EventListSerializer},
     )
     def get(self, request, message_id: UUID):

@@ -273,10 +273,17 @@ class MessageAdmin(DeliveryActions, FastChangelist, ActionsOnlyAdmin):
         "status",
         "priority",
         "client",
+        "test_mode",
         "recipients",
         "created_at",
     )
-    list_filter = ("status", "priority", "client", ("created_at", admin.DateFieldListFilter))
+    list_filter = (
+        "status",
+        "priority",
+        "test_mode",
+        "client",
+        ("created_at", admin.DateFieldListFilter),
+    )
     list_select_related = ("client",)
     ordering = ("-created_at",)
     search_fields = ("subject",)  # replaced by get_search_results; the box needs one
@@ -293,7 +300,7 @@ class MessageAdmin(DeliveryActions, FastChangelist, ActionsOnlyAdmin):
             {
                 "fields": (
                     ("id", "status", "priority"),
-                    ("client", "template_name"),
+                    ("client", "test_mode", "template_name"),
                     "sender",
                     "reply_to",
                     "subject",
@@ -311,6 +318,7 @@ class MessageAdmin(DeliveryActions, FastChangelist, ActionsOnlyAdmin):
         "status",
         "priority",
         "client",
+        "test_mode",
         "template_name",
         "sender",
         "reply_to",
@@ -635,8 +643,9 @@ class EventAdmin(FastChangelist, ReadOnlyAdmin):
         "attempt",
         "smtp_code",
         "short_reply",
+        "test_mode",
     )
-    list_filter = ("type", "client")
+    list_filter = ("type", "test_mode", "client")
     list_select_related = ("client",)
     ordering = ("-created_at",)
     search_fields = ("recipient",)  # replaced by get_search_results
@@ -655,6 +664,7 @@ class EventAdmin(FastChangelist, ReadOnlyAdmin):
         "reply",
         "next_attempt_at",
         "fanned_out",
+        "test_mode",
     )
 
     def get_search_results(

@@ -22,6 +22,12 @@ queries:
 - gauges (waiting mail) read only active deliveries, through the partial index ``delivery_due``.
 - queue depths come from RabbitMQ (passive ``queue.declare``), worker pool state from a
   broadcast to the workers (Celery remote control).
+
+Every number here is about mail that is sent: test-mode mail (``Message.test_mode``, settled by
+the simulator) is left out of the counters, the gauges, the dashboard and ``mailq``, so that a
+client testing bounces or timeouts never moves a bounce-rate alert or the oldest-waiting age,
+and its simulated deliveries never hide live mail that is not going out. (RabbitMQ's queue
+depths, read from the broker, do include its tasks.)
 """
 
 from __future__ import annotations
@@ -198,8 +204,9 @@ def _waiting_since() -> Greatest:
 
 def _active_deliveries() -> QuerySet:
     # Exactly the predicate of the partial index `delivery_due`, so that only active rows are
-    # read, however many finished ones the table holds.
-    return Delivery.objects.filter(status__in=sorted(ACTIVE))
+    # read, however many finished ones the table holds; their messages' mode is read through the
+    # join every caller makes anyway (for the priority).
+    return Delivery.objects.filter(status__in=sorted(ACTIVE), message__test_mode=False)
 
 
 def queue_overview(*, now: datetime | None = None) -> QueueOverview:
@@ -291,7 +298,9 @@ def _client_ids() -> list[int]:
 def _events_between(start: datetime, end: datetime, client_ids: list[int]) -> QuerySet:
     # `client_id IN (...)` makes the range a scan of the (client, created_at) index per client
     # (there are few clients); without it Postgres would read every event.
-    return Event.objects.filter(client_id__in=client_ids, created_at__gte=start, created_at__lt=end)
+    return Event.objects.filter(
+        client_id__in=client_ids, created_at__gte=start, created_at__lt=end, test_mode=False
+    )
 
 
 def dashboard(*, now: datetime | None = None) -> Dashboard:
@@ -304,7 +313,7 @@ def dashboard(*, now: datetime | None = None) -> Dashboard:
     for label, window in DASHBOARD_WINDOWS.items():
         start = now - window
         rows = (
-            Message.objects.filter(created_at__gte=start, created_at__lt=now)
+            Message.objects.filter(created_at__gte=start, created_at__lt=now, test_mode=False)
             .values("status")
             .annotate(n=Count("id"))
             .order_by()
@@ -374,7 +383,7 @@ _ATTEMPT_EVENTS = Q(type__in=[Event.Type.DELIVERED, Event.Type.DEFERRED, Event.T
 def _count_window(start: datetime, end: datetime) -> _Window:
     window = _Window()
     for row in (
-        Message.objects.filter(created_at__gte=start, created_at__lt=end)
+        Message.objects.filter(created_at__gte=start, created_at__lt=end, test_mode=False)
         .values("priority")
         .annotate(n=Count("id"))
         .order_by()

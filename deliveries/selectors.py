@@ -35,6 +35,7 @@ def message_get_for_client(*, client: Client, message_id: UUID) -> Message | Non
 def messages_for_client(
     *,
     client: Client,
+    test_mode: bool | None = None,
     statuses: Sequence[str] = (),
     recipient: str | None = None,
     tags: Sequence[str] = (),
@@ -43,8 +44,13 @@ def messages_for_client(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> QuerySet[Message]:
-    """The client's messages matching every filter given, each with its recipients."""
+    """The client's messages matching every filter given, each with its recipients.
+
+    ``test_mode``: test-mode messages only (True), live ones only (False), or both (None).
+    """
     messages = Message.objects.filter(client=client)
+    if test_mode is not None:
+        messages = messages.filter(test_mode=test_mode)
     if statuses:
         messages = messages.filter(status__in=statuses)
     if priorities:

@@ -45,6 +45,9 @@ class EventType(models.TextChoices):
     FAILED = "failed", "failed"
     SUPPRESSED = "suppressed", "suppressed"
     CANCELLED = "cancelled", "cancelled"
+    # The recipient reported the delivered mail as unwanted (a feedback-loop report, or the
+    # simulator's `complaint@`); the delivery stays `delivered` (``EVENT_OF_REPORT``).
+    COMPLAINED = "complained", "complained"
 
 
 class AttemptOutcome(models.TextChoices):
@@ -102,6 +105,14 @@ EVENT_OF_STATUS: dict[DeliveryStatus, EventType | None] = {
 #: own, and `accepted` for `queued`, whose own is none.
 EVENT_OF_CREATION: dict[DeliveryStatus, EventType] = {
     status: EVENT_OF_STATUS[status] or EventType.ACCEPTED for status in sorted(INITIAL)
+}
+
+#: Events that move no delivery: reports about a delivery that arrive after its fate was
+#: decided, each with the statuses a delivery must be in for it to be recorded
+#: (``services.complaints``). A complaint is about mail the recipient got, so only a delivered
+#: delivery can have one.
+EVENT_OF_REPORT: dict[EventType, frozenset[DeliveryStatus]] = {
+    EventType.COMPLAINED: frozenset({S.DELIVERED}),
 }
 
 #: The outcome an attempt is recorded with, by the status it moved its delivery to: every status

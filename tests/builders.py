@@ -19,9 +19,10 @@ class Actor:
     api: APIClient
 
 
-def make_actor(name: str) -> Actor:
+def make_actor(name: str, *, test_mode: bool = False) -> Actor:
+    """The client ``name`` (created if new) with a new key of its own: a test-mode one if asked."""
     client = client_get_or_create(name=name)
-    _, secret = api_key_create(client=client, name="tests")
+    _, secret = api_key_create(client=client, name="tests", test_mode=test_mode)
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return Actor(client=client, key=secret, api=api)

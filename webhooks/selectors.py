@@ -29,6 +29,7 @@ EVENT_COLUMNS = (
     "enhanced_code",
     "reply",
     "next_attempt_at",
+    "test_mode",
 )
 
 
@@ -71,6 +72,7 @@ class Position:
 
 @dataclass(frozen=True)
 class EventFilter:
+    test_mode: bool | None = None  # test-mode mail's events only, live mail's only, or both
     types: tuple[str, ...] = ()
     message_id: UUID | None = None
     recipient: str = ""
@@ -88,6 +90,8 @@ def events_page(
     events written meanwhile neither repeat nor shift what a cursor points at.
     """
     queryset = events_with_message().filter(client=client)
+    if where.test_mode is not None:
+        queryset = queryset.filter(test_mode=where.test_mode)
     if where.types:
         queryset = queryset.filter(type__in=where.types)
     if where.message_id is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from api.serializers.filters import ModeField, test_mode_for
 from deliveries.models import Event
 from webhooks import conf
 from webhooks.models import (
@@ -27,6 +28,11 @@ class EventDocumentSerializer(serializers.ModelSerializer):
     message_id = serializers.UUIDField(read_only=True)
     tags = serializers.ListField(source="message.tags", read_only=True)
     metadata = serializers.DictField(source="message.metadata", read_only=True)
+    test_mode = serializers.BooleanField(
+        read_only=True,
+        help_text="An event of test-mode mail (sent with a test-mode key, settled by the "
+        "simulator, never sent).",
+    )
 
     class Meta:
         model = Event
@@ -129,6 +135,7 @@ class WebhookAttemptSerializer(serializers.ModelSerializer):
 class EventQuerySerializer(serializers.Serializer):
     """The query string of ``GET /api/v1/events``."""
 
+    mode = ModeField()
     type = serializers.ListField(
         child=serializers.ChoiceField(choices=EVENT_TYPES),
         required=False,
@@ -176,9 +183,10 @@ class EventQuerySerializer(serializers.Serializer):
                 "Not a cursor from this API; follow the `next` link.", code="invalid_cursor"
             ) from None
 
-    def to_filter(self) -> EventFilter:
+    def to_filter(self, *, key_test_mode: bool) -> EventFilter:
         data = self.validated_data
         return EventFilter(
+            test_mode=test_mode_for(data.get("mode"), key_test_mode=key_test_mode),
             types=tuple(data.get("type", ())),
             message_id=data.get("message"),
             recipient=data.get("recipient", ""),

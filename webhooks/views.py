@@ -151,7 +151,9 @@ class EventCollection(APIView):
         operation_id="events_list",
         summary="The event log",
         description="Every event of the client's mail, newest first (`order=oldest` to read "
-        "forward), by cursor: follow `next`. The same documents as in webhook requests.",
+        "forward), by cursor: follow `next`. The same documents as in webhook requests. A live "
+        "key lists live mail's events and a test-mode key test mail's, unless `mode` asks for "
+        "another; each document says which in `test_mode`.",
         parameters=[EventQuerySerializer],
         responses={200: EventPageSerializer, **problem_responses(_BAD_QUERY)},
     )
@@ -160,7 +162,7 @@ class EventCollection(APIView):
         query.is_valid(raise_exception=True)
         events, position = events_page(
             client=request.client,
-            where=query.to_filter(),
+            where=query.to_filter(key_test_mode=request.test_mode),
             after=query.validated_data.get("cursor"),
             limit=query.validated_data["limit"],
         )

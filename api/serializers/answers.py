@@ -7,11 +7,17 @@ from rest_framework import serializers
 from deliveries.models import Attachment, Attempt, Delivery, Event, Message, Suppression
 from deliveries.states import DeliveryStatus, MessageStatus
 
+_TEST_MODE = (
+    "Accepted with a test-mode key: stored and recorded like live mail, settled by the "
+    "simulator, never sent."
+)
+
 
 class BatchItemResultSerializer(serializers.Serializer):
     index = serializers.IntegerField(help_text="Position of the message in the request.")
     id = serializers.UUIDField(required=False, help_text="Set when the message was accepted.")
     status = serializers.ChoiceField(choices=MessageStatus.choices, required=False)
+    test_mode = serializers.BooleanField(required=False, help_text=_TEST_MODE)
     error = serializers.DictField(
         required=False,
         help_text="Set when the message was refused: a problem (`validation_error`) with "
@@ -28,6 +34,7 @@ class BatchResultSerializer(serializers.Serializer):
 class MessageAcceptedSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=MessageStatus.choices)
+    test_mode = serializers.BooleanField(help_text=_TEST_MODE)
 
 
 class CancelResultSerializer(serializers.Serializer):
@@ -98,6 +105,7 @@ class AttachmentInfoSerializer(serializers.ModelSerializer):
 
 class MessageSummarySerializer(serializers.ModelSerializer):
     status = serializers.ChoiceField(choices=MessageStatus.choices, read_only=True)
+    test_mode = serializers.BooleanField(read_only=True, help_text=_TEST_MODE)
     recipients = RecipientSummarySerializer(source="deliveries", many=True, read_only=True)
 
     class Meta:
@@ -105,6 +113,7 @@ class MessageSummarySerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "status",
+            "test_mode",
             "priority",
             "sender",
             "subject",
@@ -119,6 +128,7 @@ class MessageSummarySerializer(serializers.ModelSerializer):
 
 class MessageDetailSerializer(serializers.ModelSerializer):
     status = serializers.ChoiceField(choices=MessageStatus.choices, read_only=True)
+    test_mode = serializers.BooleanField(read_only=True, help_text=_TEST_MODE)
     recipients = DeliverySerializer(source="deliveries", many=True, read_only=True)
     attachments = AttachmentInfoSerializer(many=True, read_only=True)
 
@@ -127,6 +137,7 @@ class MessageDetailSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "status",
+            "test_mode",
             "priority",
             "sender",
             "reply_to",
@@ -159,6 +170,7 @@ class EventSerializer(serializers.ModelSerializer):
             "reply",
             "next_attempt_at",
             "created_at",
+            "test_mode",
         ]
 
 

@@ -38,7 +38,29 @@ class ChoicesField(serializers.ListField):
         return super().to_internal_value(data)
 
 
+#: ``?mode=``: whose mail a list shows. Test-mode keys' mail and live keys' mail of a client
+#: never mix in a list unless asked for: without the parameter, the mode of the requesting key.
+MODE_TEST_MODE: dict[str, bool | None] = {"live": False, "test": True, "all": None}
+
+
+class ModeField(serializers.ChoiceField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            choices=list(MODE_TEST_MODE),
+            required=False,
+            help_text="`live`: mail sent with live keys; `test`: with test-mode keys; `all`: "
+            "both. Without it, the mode of the key making the request.",
+            **kwargs,
+        )
+
+
+def test_mode_for(mode: str | None, *, key_test_mode: bool) -> bool | None:
+    """The selectors' ``test_mode`` for a ``mode`` parameter (or None: the key's own mode)."""
+    return key_test_mode if mode is None else MODE_TEST_MODE[mode]
+
+
 class MessageFilterSerializer(serializers.Serializer):
+    mode = ModeField()
     status = ChoicesField(
         child=serializers.ChoiceField(choices=MessageStatus.choices),
         required=False,
@@ -69,9 +91,10 @@ class MessageFilterSerializer(serializers.Serializer):
         required=False, help_text="Created before this time (ISO 8601)."
     )
 
-    def filters(self) -> dict[str, Any]:
+    def filters(self, *, key_test_mode: bool) -> dict[str, Any]:
         data = self.validated_data
         return {
+            "test_mode": test_mode_for(data.get("mode"), key_test_mode=key_test_mode),
             "statuses": data.get("status", []),
             "priorities": data.get("priority", []),
             "recipient": data.get("recipient"),

@@ -1,7 +1,7 @@
 """Writes: every one in the engine is here. Import services from this package; the modules below
 group them by subject: accepting mail (``accept``, its SQL in ``storing``), sending it
-(``sending``), moving deliveries through the state machine (``transitions``), suppressions,
-templates, and what operators do (``operator``)."""
+(``sending``), moving deliveries through the state machine (``transitions``), complaints,
+suppressions, templates, and what operators do (``operator``)."""
 
 from deliveries.services.accept import (
     AttachmentDraft,
@@ -10,6 +10,7 @@ from deliveries.services.accept import (
     message_accept,
     messages_accept,
 )
+from deliveries.services.complaints import deliveries_complain
 from deliveries.services.operator import (
     CANCELLABLE,
     REQUEUEABLE,
@@ -63,6 +64,7 @@ __all__ = [
     "chunked",
     "deliveries_cancel",
     "deliveries_claim",
+    "deliveries_complain",
     "deliveries_release",
     "deliveries_requeue",
     "deliveries_retry_now",

@@ -59,12 +59,14 @@ class MessageDraft:
     template_name: str = ""
 
 
-def message_accept(*, client: Client, draft: MessageDraft) -> Message:
+def message_accept(*, client: Client, draft: MessageDraft, test_mode: bool = False) -> Message:
     """Accept one message; see ``messages_accept``."""
-    return messages_accept(client=client, drafts=[draft])[0]
+    return messages_accept(client=client, drafts=[draft], test_mode=test_mode)[0]
 
 
-def messages_accept(*, client: Client, drafts: Sequence[MessageDraft]) -> list[Message]:
+def messages_accept(
+    *, client: Client, drafts: Sequence[MessageDraft], test_mode: bool = False
+) -> list[Message]:
     """Store messages, one delivery per distinct recipient, their attachments and events, all or
     none (``deliveries.services.storing``); publish the ones due now after commit.
 
@@ -73,6 +75,10 @@ def messages_accept(*, client: Client, drafts: Sequence[MessageDraft]) -> list[M
     `suppressed` and is never sent to. A message with a future ``send_at`` waits `scheduled`.
     The messages returned are saved instances; their deliveries are read from the database.
     A draft without recipients is a ValueError (validation refuses it before it gets here).
+
+    ``test_mode`` is the mode of the key the mail came with (``ApiKey.test_mode``): test mail
+    goes through all of this the same way, and is settled by the simulator instead of being
+    sent (``services.sending``). Every entry point that knows a key passes its mode.
     """
     if not drafts:
         return []
@@ -96,6 +102,7 @@ def messages_accept(*, client: Client, drafts: Sequence[MessageDraft]) -> list[M
             message_uuid=message_uuid,
             status=message_status_for(statuses),
             sender_addresses=sender_addresses,
+            test_mode=test_mode,
         )
         if S.QUEUED in statuses:
             due_now.append((str(message_uuid), message.priority))
@@ -146,6 +153,7 @@ def _new_message(
     message_uuid: UUID,
     status: str,
     sender_addresses: dict[str, str],
+    test_mode: bool,
 ) -> Message:
     """The message as saved (the statement that saves it follows), built from its columns in
     their order (``storing.MESSAGE_COLUMNS``, the model's): 5 instead of 10-12 µs per message
@@ -161,6 +169,7 @@ def _new_message(
         make_message_id(unique=message_uuid.hex, sender_address=address),
         now, draft.send_at,
         starts_at + conf.message_lifetime(),  # the lifetime runs from the first chance to send
+        test_mode,
     )  # fmt: skip
     return Message.from_db(connection.alias, MESSAGE_COLUMNS, columns)
 

@@ -170,21 +170,24 @@ def messages_resend(*, message_ids: Collection[UUID]) -> list[Message]:
     """Accept a copy of each message as a new message, to all its recipients.
 
     The original is not changed. The copy has its own id, Message-ID, lifetime and deliveries,
-    goes through the suppression list again, and names its original in
-    ``metadata["resent_from"]``.
+    goes through the suppression list again, names its original in ``metadata["resent_from"]``
+    and keeps its mode: a copy of test-mode mail is test-mode mail, settled by the simulator.
     """
     originals = list(
         Message.objects.filter(id__in=list(message_ids))
         .order_by("created_at")
         .prefetch_related("deliveries", "attachments")
     )
-    drafts_by_client: dict[int, list[MessageDraft]] = defaultdict(list)
+    drafts_by: dict[tuple[int, bool], list[MessageDraft]] = defaultdict(list)
     for original in originals:
-        drafts_by_client[original.client_id].append(_draft_copy_of(original))
+        drafts_by[original.client_id, original.test_mode].append(_draft_copy_of(original))
+    clients = Client.objects.in_bulk([client_id for client_id, _ in drafts_by])
     resent: list[Message] = []
     with transaction.atomic():
-        for client in Client.objects.filter(id__in=list(drafts_by_client)):
-            resent.extend(messages_accept(client=client, drafts=drafts_by_client[client.id]))
+        for (client_id, test_mode), drafts in drafts_by.items():
+            resent.extend(
+                messages_accept(client=clients[client_id], drafts=drafts, test_mode=test_mode)
+            )
     return resent
 
 

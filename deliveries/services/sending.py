@@ -1,6 +1,11 @@
 """Delivering: claim a batch of messages' queued deliveries, send each message in one SMTP
 transaction over the worker's reused connection, record every recipient's outcome.
 
+Test-mode mail (``Message.test_mode``) takes the same path with one difference: its envelope
+goes to a ``simulator.Simulator`` instead of the transport, chosen per message, so a task of
+test mail alone never opens a connection, and a task that holds both kinds sends the live mail
+as it would have anyway. The simulator's replies are recorded like a relay's.
+
 Each message fails alone: one that cannot be built or addressed is failed with the reason, one
 whose sending raises is retried later, and the rest of the task goes on. Whatever else goes wrong,
 what the task claimed is settled before it ends, so nothing waits out a lease (or holds its
@@ -27,7 +32,7 @@ from django.db.models import Q
 from django.utils import timezone
 from psycopg2.extras import execute_values
 
-from deliveries import conf
+from deliveries import conf, simulator
 from deliveries.bulk import update_from_values
 from deliveries.limits import admissible, limit_for
 from deliveries.mime import build_mime
@@ -42,6 +47,7 @@ from deliveries.policy import (
     is_hard_bounce,
     is_relay_fault,
 )
+from deliveries.services.complaints import deliveries_complain
 from deliveries.services.suppressions import suppression_add
 from deliveries.services.transitions import (
     Outcome,
@@ -89,6 +95,7 @@ _MESSAGE_COLUMNS = (
     "message_id",
     "created_at",
     "expires_at",
+    "test_mode",
 )
 # Identifiers come from code; the ids travel as a parameter.
 _CLAIM_SQL = f"""
@@ -149,21 +156,27 @@ def deliveries_claim(
                 last_reply="message lifetime exceeded before it could be sent",
             )
             messages_refresh_status(message_ids={delivery.message_id for delivery in expired})
-        live = [d for c in claimable if c.message.expires_at > now for d in c.deliveries]
-        live, held = _admit_by_domain(live, now=now)
+        unexpired = [d for c in claimable if c.message.expires_at > now for d in c.deliveries]
+        # Per-domain limits spare the destination's servers; test mail never reaches them, so it
+        # neither waits for nor uses up a domain's room.
+        admitted, held = _admit_by_domain(
+            [d for d in unexpired if not d.message.test_mode], now=now
+        )
+        admitted_ids = {delivery.id for delivery in admitted}
+        taken = [d for d in unexpired if d.message.test_mode or d.id in admitted_ids]
         if held:
             # Over its domain's limit: stays queued, published again shortly by the dispatcher,
             # and is not charged an attempt.
             Delivery.objects.filter(id__in=[row.id for row in held]).update(
                 next_attempt_at=now + conf.domain_wait()
             )
-        if not live:
+        if not taken:
             return []
         deliveries_start(
-            delivery_ids=[delivery.id for delivery in live], lease_until=now + conf.lease()
+            delivery_ids=[delivery.id for delivery in taken], lease_until=now + conf.lease()
         )
         claims: dict[UUID, Claim] = {}
-        for delivery in live:
+        for delivery in taken:
             delivery.attempts += 1
             delivery.status = S.SENDING
             claims.setdefault(delivery.message_id, Claim(delivery.message, claimed=[]))
@@ -354,7 +367,8 @@ def attempts_record(
     suppressed (nothing is known against it). A delivery whose lease expired meanwhile was taken
     back by the dispatcher; its attempt still gets the server's reply (so a late success shows up
     as a likely duplicate), but its status is left to whoever owns it now. A retry of a delivery
-    whose cancel was requested during the attempt becomes a cancel.
+    whose cancel was requested during the attempt becomes a cancel. A test-mode delivery to the
+    simulator's ``complaint@`` that is delivered gets its complaint recorded too.
     """
     now = timezone.now()
     policy = conf.retry_policy()
@@ -363,6 +377,7 @@ def attempts_record(
     outcomes: list[Outcome] = []
     attempt_rows: list[tuple[Any, ...]] = []
     bounces: list[tuple[int, str, SmtpReply]] = []
+    complaints: list[int] = []
     for claim in claims:
         for delivery in claim.claimed:
             reason = unsendable.get(delivery.id)
@@ -388,6 +403,7 @@ def attempts_record(
                     delivery_id=delivery.id,
                     message_id=claim.message.id,
                     client_id=claim.message.client_id,
+                    test_mode=claim.message.test_mode,
                     address=delivery.address,
                     attempts=delivery.attempts,
                     relay_failures=relay_failures,
@@ -398,6 +414,12 @@ def attempts_record(
             )
             if decision.status == S.BOUNCED and is_hard_bounce(reply):
                 bounces.append((claim.message.client_id, delivery.address, reply))
+            if (
+                decision.status == S.DELIVERED
+                and claim.message.test_mode
+                and simulator.complains(delivery.address)
+            ):
+                complaints.append(delivery.id)
             attempt_rows.append(
                 (
                     claim.attempt_ids[delivery.id],
@@ -425,6 +447,12 @@ def attempts_record(
                 reason=Suppression.Reason.HARD_BOUNCE,
                 detail=str(reply),
             )
+        # The simulated recipient complains as soon as it got the mail: in this transaction, so
+        # the complaint is recorded exactly once, its event after the `delivered` one.
+        deliveries_complain(
+            delivery_ids=[delivery_id for delivery_id in complaints if delivery_id in moved],
+            detail=simulator.COMPLAINT_DETAIL,
+        )
         update_from_values(
             model=Attempt,
             columns={
@@ -492,7 +520,8 @@ def _send_each(
     unsendable: dict[int, str] = {}
     relay_failure: SmtpReply | None = None
     for claim in claims:
-        if relay_failure is not None:
+        simulated = claim.message.test_mode
+        if relay_failure is not None and not simulated:
             replies.update({delivery.id: relay_failure for delivery in claim.claimed})
             continue
         with _about(claim):
@@ -519,11 +548,16 @@ def _send_each(
                 recipients=[delivery.address for delivery in sendable],
                 content=content,
             )
+            sender_of = (
+                simulator.Simulator(attempts={d.address: d.attempts for d in sendable})
+                if simulated
+                else transport
+            )
             message_started = time.monotonic()
-            message_replies = _send_one(sendable, envelope, transport, deadline=deadline)
+            message_replies = _send_one(sendable, envelope, sender_of, deadline=deadline)
             durations[claim.message.id] = int((time.monotonic() - message_started) * 1000)
         replies.update(message_replies)
-        if all(is_relay_fault(reply) for reply in message_replies.values()):
+        if not simulated and all(is_relay_fault(reply) for reply in message_replies.values()):
             relay_failure = next(iter(message_replies.values()))
     return replies, durations, unsendable
 

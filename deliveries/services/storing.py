@@ -61,7 +61,7 @@ class DeliveryRow(NamedTuple):
 MESSAGE_COLUMNS = (
     "id", "client_id", "sender", "reply_to", "subject", "text_body", "html_body", "headers",
     "priority", "status", "tags", "metadata", "template_name", "message_id", "created_at",
-    "send_at", "expires_at",
+    "send_at", "expires_at", "test_mode",
 )  # fmt: skip
 ATTACHMENT_COLUMNS = ("message_id", "filename", "content_type", "content", "content_id", "size")
 
@@ -72,10 +72,10 @@ _EVENT_TYPE = " ".join(
 # columns are all of deliveries_event's; the constants are its model's defaults.
 _EVENTS_FROM_DELIVERIES = f"""
 INSERT INTO deliveries_event (id, client_id, message_id, delivery_id, type, recipient, attempt,
-    smtp_code, enhanced_code, reply, next_attempt_at, created_at, fanned_out)
+    smtp_code, enhanced_code, reply, next_attempt_at, created_at, fanned_out, test_mode)
 SELECT gen_random_uuid(), %(client)s, message_id, id, CASE status {_EVENT_TYPE} END, address, 0,
     NULL, '', last_reply, CASE WHEN status = '{S.SCHEDULED}' THEN next_attempt_at END, %(now)s,
-    false
+    false, %(test_mode)s
 FROM delivery
 """  # noqa: S608 - built from the constants above only
 _DELIVERY_COLUMNS_FOR_EVENTS = "id, message_id, address, status, last_reply, next_attempt_at"
@@ -106,10 +106,14 @@ def accepted_store(
         (str(m.id), client.id, m.sender, json.dumps(m.reply_to), m.subject, m.text_body,
          m.html_body, json.dumps(m.headers), m.priority, m.status, m.tags,
          json.dumps(m.metadata), m.template_name, m.message_id, m.created_at, m.send_at,
-         m.expires_at)
+         m.expires_at, m.test_mode)
         for m in messages
     ]  # fmt: skip
-    events = {"client": client.id, "now": now}
+    # One accept is of one mode (its key's), so the events' flag is one value.
+    modes = {m.test_mode for m in messages}
+    if len(modes) > 1:
+        raise ValueError("the messages of one accept are all of one mode")
+    events = {"client": client.id, "now": now, "test_mode": modes.pop() if modes else False}
     if len(messages) >= COPY_FROM:
         with transaction.atomic():
             _copy(message_rows, deliveries, attachments, events)

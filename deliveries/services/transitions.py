@@ -51,7 +51,12 @@ def deliveries_transition(
         # Lock, then update exactly the locked rows: the events then name the rows that moved.
         rows = list(
             queryset.select_for_update(of=("self",)).values_list(
-                "id", "message_id", "message__client_id", "address", "attempts"
+                "id",
+                "message_id",
+                "message__client_id",
+                "address",
+                "attempts",
+                "message__test_mode",
             )
         )
         if not rows:
@@ -72,8 +77,9 @@ def deliveries_transition(
                 reply=fields.get("last_reply", ""),
                 next_attempt_at=fields.get("next_attempt_at"),
                 created_at=now,
+                test_mode=test_mode,
             )
-            for delivery_id, message_id, client_id, address, attempts in rows
+            for delivery_id, message_id, client_id, address, attempts, test_mode in rows
         )
     return len(rows)
 
@@ -162,6 +168,7 @@ class Outcome:
     delivery_id: int
     message_id: UUID
     client_id: int
+    test_mode: bool  # the message's, copied onto the event
     address: str
     attempts: int  # the attempt number the worker claimed: a fencing token
     relay_failures: int  # the delivery's count after this attempt
@@ -174,7 +181,7 @@ class Outcome:
 # by the same statement, for exactly the rows it moved.
 _SETTLE_SQL = """
 WITH v (id, attempts, relay_failures, status, next_attempt_at, last_code, last_enhanced_code,
-        last_reply, delivered_at, updated_at, client_id, event_type) AS (VALUES %s),
+        last_reply, delivered_at, updated_at, client_id, event_type, test_mode) AS (VALUES %s),
 moved AS (
     UPDATE deliveries_delivery t
     SET relay_failures = v.relay_failures, status = v.status,
@@ -186,16 +193,17 @@ moved AS (
     RETURNING t.id, t.message_id, t.address
 )
 INSERT INTO deliveries_event (id, client_id, message_id, delivery_id, type, recipient, attempt,
-    smtp_code, enhanced_code, reply, next_attempt_at, created_at, fanned_out)
+    smtp_code, enhanced_code, reply, next_attempt_at, created_at, fanned_out, test_mode)
 SELECT gen_random_uuid(), v.client_id, moved.message_id, moved.id, v.event_type, moved.address,
     v.attempts, v.last_code, v.last_enhanced_code, v.last_reply, v.next_attempt_at,
-    v.updated_at, false
+    v.updated_at, false, v.test_mode
 FROM moved JOIN v ON v.id = moved.id
 RETURNING delivery_id
 """
 _SETTLE_VALUES = (
     "(%s::bigint, %s::integer, %s::integer, %s::varchar, %s::timestamptz, %s::smallint,"
-    " %s::varchar, %s::text, %s::timestamptz, %s::timestamptz, %s::integer, %s::varchar)"
+    " %s::varchar, %s::text, %s::timestamptz, %s::timestamptz, %s::integer, %s::varchar,"
+    " %s::boolean)"
 )
 
 
@@ -226,6 +234,7 @@ def deliveries_settle(*, outcomes: Sequence[Outcome]) -> set[int]:
             now,
             o.client_id,
             EVENT_OF_STATUS[o.decision.status],
+            o.test_mode,
         )
         for o in outcomes
     ]

@@ -92,6 +92,7 @@ def _orm_copy(message: Message) -> dict[str, list[dict]]:
                 reply=event.reply,
                 next_attempt_at=event.next_attempt_at,
                 created_at=event.created_at,
+                test_mode=event.test_mode,
             )
     for part in Attachment.objects.filter(message=message):
         part.pk, part.message = None, copy
@@ -133,16 +134,19 @@ def _stored(message: Message) -> dict[str, list[dict]]:
     ],
     ids=["queued", "scheduled", "one-suppressed"],
 )
+@pytest.mark.parametrize("test_mode", [False, True], ids=["live", "test-mode"])
 @pytest.mark.django_db(transaction=True)
-def test_rows_are_what_the_orm_saves(fields, way):
+def test_rows_are_what_the_orm_saves(fields, way, test_mode):
     client = client_get_or_create(name="acme")
     suppression_add(client_id=client.id, address="gone@example.com", reason="hard_bounce")
 
-    [message] = messages_accept(client=client, drafts=[_draft(**fields)])
+    [message] = messages_accept(client=client, drafts=[_draft(**fields)], test_mode=test_mode)
 
     ours = _stored(message)
     assert ours == _orm_copy(message)
     assert len(ours["deliveries"]) == len(ours["events"]) > 0
+    assert ours["message"][0]["test_mode"] is test_mode
+    assert {event["test_mode"] for event in ours["events"]} == {test_mode}
     assert ours["attachments"][0]["content"] == b"\x00%PDF\\x\t\n"
     draft = _draft()
     stored = ours["message"][0]

@@ -251,11 +251,12 @@ def test_the_event_log_lists_a_clients_events_with_their_details(acme, globex):
         "enhanced_code",
         "reply",
         "next_attempt_at",
+        "test_mode",
         "tags",
         "metadata",
     }
     assert event["type"] == "accepted" and event["message_id"] == str(message_id)
-    assert event["tags"] == [] and event["metadata"] == {}
+    assert event["tags"] == [] and event["metadata"] == {} and event["test_mode"] is False
     assert [e["recipient"] for e in events(globex)["results"]] == ["eve@example.com"]
 
 

@@ -106,6 +106,7 @@ def test_events_are_posted_signed_with_tags_and_metadata_and_marked_delivered(ac
         "enhanced_code": "",
         "reply": "",
         "next_attempt_at": None,
+        "test_mode": False,
         "tags": ["signup"],
         "metadata": {"user": 42},
     }

@@ -6,6 +6,7 @@ import pytest
 from deliveries.states import (
     ATTEMPT_OUTCOME_OF_STATUS,
     EVENT_OF_CREATION,
+    EVENT_OF_REPORT,
     EVENT_OF_STATUS,
     FINAL,
     INITIAL,
@@ -114,9 +115,20 @@ def test_every_end_of_an_attempt_emits_an_event(target):
     assert EVENT_OF_STATUS[target] is not None
 
 
-def test_every_event_type_is_some_status_s():
+def test_every_event_type_is_some_status_s_or_a_report_s_never_both():
     emitted = {*EVENT_OF_STATUS.values(), *EVENT_OF_CREATION.values()} - {None}
-    assert emitted == set(EventType)
+    assert emitted | set(EVENT_OF_REPORT) == set(EventType)
+    assert not emitted & set(EVENT_OF_REPORT)
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_OF_REPORT))
+def test_a_report_is_recorded_only_about_a_delivery_whose_fate_is_decided(event_type):
+    assert EVENT_OF_REPORT[event_type]
+    assert EVENT_OF_REPORT[event_type] <= FINAL
+
+
+def test_a_complaint_is_about_delivered_mail_only():
+    assert EVENT_OF_REPORT[EventType.COMPLAINED] == {S.DELIVERED}
 
 
 #: The statuses no attempt ends in, and why; every other status has an attempt outcome.
