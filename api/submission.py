@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections
 from django.utils import timezone
@@ -223,6 +223,14 @@ class SubmissionHandler:
         self.connections[key.id] += 1
         server.key = key
         return AuthResult(success=True, auth_data=key)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Anything a command raised (aiosmtpd would quote the exception to the client)."""
+        if isinstance(error, TLSSetupException):  # a client that gave up the handshake
+            logger.info("TLS handshake failed: %s", error.__cause__ or error)
+        else:
+            logger.error("SMTP session failed", exc_info=error)
+        return "451 4.3.0 Mailhub could not handle that command; try again later"
 
     def release(self, key_id: int) -> None:
         self.connections[key_id] -= 1

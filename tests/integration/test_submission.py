@@ -20,6 +20,8 @@ import pytest
 from accounts.rate_limit import api_key_rate_check
 from accounts.services import api_key_revoke, api_key_set_rate_limit
 from api.submission import SubmissionController, submission_config
+from benchmarks.load import Mail
+from benchmarks.submission import smtp_submit
 from deliveries.models import Delivery, Message
 from deliveries.states import MessageStatus
 from tests.builders import message_payload
@@ -198,6 +200,13 @@ def test_a_wrong_key_gets_535_and_cannot_send(submission, transactional_db):
     assert_nothing_stored()
 
 
+def test_a_connection_gets_three_auth_attempts(submission):
+    wrong = base64.b64encode(b"\0acme\0mh_wrong").decode()
+    with submission.connect() as smtp:
+        codes = [smtp.docmd("AUTH", f"PLAIN {wrong}")[0] for _ in range(4)]
+    assert codes == [535, 535, 535, 421]
+
+
 def test_mail_without_auth_gets_530(submission, transactional_db):
     with submission.connect() as smtp:
         code, text = smtp.mail("bounce@shop.test")
@@ -362,3 +371,18 @@ def test_the_api_and_smtp_agree_on_what_a_message_is(submission, acme):
     fields = ("sender", "subject", "text_body", "html_body", "priority", "tags", "headers")
     via_api, via_smtp = Message.objects.order_by("created_at").values(*fields)
     assert via_api == via_smtp
+
+
+def test_the_benchmark_phase_counts_the_messages_accepted_over_its_connections(submission, acme):
+    result = smtp_submit(
+        port=submission.port,
+        context=submission.tls_context(),
+        api_key=acme.key,
+        mail=Mail(),
+        phase="bench",
+        count=6,
+        connections=CONNECTIONS_PER_KEY,
+    )
+    assert (result.accepted, sum(result.refused.values()), result.errors) == (6, 0, {})
+    assert result.rate is not None and result.rate > 0
+    assert Message.objects.filter(client=acme.client).count() == 6
