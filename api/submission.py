@@ -14,8 +14,9 @@ The replies a client acts on:
     538 5.7.11  AUTH before STARTTLS (but from loopback with
                 MAILHUB_SUBMISSION_ALLOW_PLAINTEXT_LOOPBACK)
     535 5.7.8   a wrong key
-    421 4.7.0   the key already holds MAILHUB_SUBMISSION_MAX_CONNECTIONS_PER_KEY connections
-                (the connection is closed)
+    421 4.7.0   the key already holds MAILHUB_SUBMISSION_MAX_CONNECTIONS_PER_KEY connections,
+                or a fourth AUTH on one connection (the connection is closed)
+    530 5.7.0   MAIL with a key revoked since AUTH
     451 4.7.1   the key's rate limit, with the seconds to wait
     452 4.5.3   more recipients than MAILHUB_MAX_RECIPIENTS (send the rest in another message)
     553 5.1.3   a recipient address the API would refuse
