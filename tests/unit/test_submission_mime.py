@@ -259,7 +259,11 @@ def test_a_hostile_submission_is_refused_or_built_into_exactly_the_headers_asked
     assert list(draft.headers) == ["X-Note"]
     assert name_reads_as_given(draft.recipients[0].name, to_name)
     [attached] = draft.attachments
-    assert reads_as_given(attached.filename, "subject", filename)
+    # A parameter's value as a reader takes it (RFC 2231 decoded, quotes dropped).
+    submitted = email.message_from_bytes(content, policy=email.policy.default)
+    [pdf] = [part for part in submitted.walk() if part.get_content_type() == "application/pdf"]
+    asked_filename = pdf.get_filename() or ""
+    assert reads_as_given(attached.filename, "subject", asked_filename)
     # ... and it is built into exactly those headers, each reading back as the draft has it.
     parsed = email.message_from_bytes(built(draft), policy=email.policy.default)
     assert [name.lower() for name in parsed] == [
