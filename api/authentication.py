@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # rest_framework.views loads the authentication classes: no i
 
 # Writing last_used_at on every request would turn every send into two writes; once a minute
 # is enough to tell a key in use from a forgotten one.
-_LAST_USED_RESOLUTION = timedelta(minutes=1)
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class InvalidApiKey(exceptions.AuthenticationFailed):
@@ -35,11 +35,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         secret = self._secret_from(request)
         if secret is None:
             return None
-        key = _active_key(api_key_hash(secret))
+        key = active_key(api_key_hash(secret))
         if key is None:
             raise InvalidApiKey()
         now = timezone.now()
-        if key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION:
+        if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
             ApiKey.objects.filter(id=key.id).update(last_used_at=now)
         api_request = cast(ApiRequest, request._request)
         api_request.client = key.client
@@ -71,7 +71,7 @@ WHERE k.key_hash = %s AND k.revoked_at IS NULL
 """
 
 
-def _active_key(key_hash: str) -> ApiKey | None:
+def active_key(key_hash: str) -> ApiKey | None:
     """The unrevoked key with this hash, its client loaded."""
     with connection.cursor() as cursor:
         cursor.execute(_ACTIVE_KEY_SQL, [key_hash])

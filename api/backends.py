@@ -116,12 +116,12 @@ def email_to_draft(email: EmailMessage) -> MessageDraft:
         problems = validation_summary(serializer.errors)
         raise InvalidEmail(f"Mailhub cannot send {email.subject!r}: {problems}")
     attachments = [_attachment(part) for part in email.attachments]
-    if problem := _attachments_problem(attachments):
+    if problem := attachments_problem(attachments):
         raise InvalidEmail(f"Mailhub cannot send {email.subject!r}: {problem}")
     return dataclasses.replace(serializer.to_draft(), text=text, attachments=attachments)
 
 
-def _attachments_problem(attachments: Sequence[AttachmentDraft]) -> str:
+def attachments_problem(attachments: Sequence[AttachmentDraft]) -> str:
     """What the REST API would refuse in these attachments' sizes, or the MIME builder in their
     headers; "" if nothing. The API's messages, for the same limits."""
     if len(attachments) > settings.MAILHUB_MAX_ATTACHMENTS:

@@ -17,7 +17,7 @@ from deliveries.header_text import HeaderTextError, check_header_text
 from deliveries.models import Attachment, Delivery, Message
 
 
-class _CachedHeaderRegistry(HeaderRegistry):
+class CachedHeaderRegistry(HeaderRegistry):
     """The standard registry builds a new header class on every lookup (``type(...)``), which
     made it the largest cost of sending; the classes never change, so build each once."""
 
@@ -35,7 +35,7 @@ class _CachedHeaderRegistry(HeaderRegistry):
 
 #: SMTP's: 78 (the policy's attribute may be None, meaning no folding; never so here).
 _MAX_LINE_LENGTH = 78
-_HEADERS = _CachedHeaderRegistry()
+_HEADERS = CachedHeaderRegistry()
 _POLICY = SMTP.clone(header_factory=_HEADERS, max_line_length=_MAX_LINE_LENGTH)
 #: Reads headers back as a recipient's software would.
 _READER = BytesHeaderParser(policy=default)

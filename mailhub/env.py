@@ -173,6 +173,16 @@ def parse_smtp_urls(name: str, urls: str) -> list[SmtpRelay]:
     return relays
 
 
+def parse_bind(name: str, value: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:587`` for an IPv6 address) as the host and the port."""
+    host, colon, port = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ImproperlyConfigured(f"{name} must be host:port, e.g. 0.0.0.0:587, got {value!r}")
+    return host, int(port)
+
+
 def parse_database_url(name: str, url: str) -> DBConfig:
     import dj_database_url
 

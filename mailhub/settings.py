@@ -21,6 +21,7 @@ from mailhub.env import (
     env_int,
     env_list,
     env_str,
+    parse_bind,
     parse_broker_url,
     parse_database_url,
     parse_domain_limits,
@@ -428,6 +429,39 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
         "MessageStatusEnum": "deliveries.states.MessageStatus",
     },
 }
+
+# --- SMTP submission: the `submission` process (api/submission.py) -----------------------------
+# Where it listens: 587 is submission's port (RFC 6409); a process not run as root cannot bind it,
+# so the default is 2587 on loopback and production maps 587 to it (deploy/).
+MAILHUB_SUBMISSION_BIND = parse_bind(
+    "MAILHUB_SUBMISSION_BIND", env_str("MAILHUB_SUBMISSION_BIND", "127.0.0.1:2587")
+)
+# The certificate (chain) and private key offered with STARTTLS, PEM files. Required unless
+# MAILHUB_SUBMISSION_ALLOW_PLAINTEXT_LOOPBACK; ./scripts/start makes a self-signed pair in var/.
+MAILHUB_SUBMISSION_TLS_CERT = env_str("MAILHUB_SUBMISSION_TLS_CERT", "")
+MAILHUB_SUBMISSION_TLS_KEY = env_str("MAILHUB_SUBMISSION_TLS_KEY", "")
+if bool(MAILHUB_SUBMISSION_TLS_CERT) != bool(MAILHUB_SUBMISSION_TLS_KEY):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "MAILHUB_SUBMISSION_TLS_CERT and MAILHUB_SUBMISSION_TLS_KEY are set together or not at all"
+    )
+# Development only: AUTH without TLS from a loopback address (an API key in clear text never
+# leaves the machine). Everyone else still needs STARTTLS first.
+MAILHUB_SUBMISSION_ALLOW_PLAINTEXT_LOOPBACK = env_bool(
+    "MAILHUB_SUBMISSION_ALLOW_PLAINTEXT_LOOPBACK", False
+)
+# The largest message accepted, as sent (headers, bodies, base64 attachments): advertised with
+# SIZE. By default the API's request limit, which bounds the same content sent as JSON.
+MAILHUB_SUBMISSION_MAX_MESSAGE_BYTES = env_int(
+    "MAILHUB_SUBMISSION_MAX_MESSAGE_BYTES", DATA_UPLOAD_MAX_MEMORY_SIZE, minimum=1024
+)
+# Connections one API key may hold open at once, per submission process.
+MAILHUB_SUBMISSION_MAX_CONNECTIONS_PER_KEY = env_int(
+    "MAILHUB_SUBMISSION_MAX_CONNECTIONS_PER_KEY", 10, minimum=1
+)
+# Threads that validate and store submitted messages (each keeps its own database connection).
+MAILHUB_SUBMISSION_THREADS = env_int("MAILHUB_SUBMISSION_THREADS", 4, minimum=1)
 
 # --- Operations: admin, management commands, health, metrics, Django email backend ---------------
 # Flower and the workers' remote control share the broker with any other stack on it; a prefix of

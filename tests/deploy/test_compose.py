@@ -179,3 +179,17 @@ def test_the_example_urls_agree_with_the_database_and_broker_they_point_at():
     assert (broker.hostname, broker.port, broker.path) == ("rabbitmq", 5672, "/mailhub")
     assert example["MAILHUB_QUEUE_PREFIX"] == ""
     assert "127.0.0.1" in example["DJANGO_ALLOWED_HOSTS"].split(",")  # the health check's host
+
+
+def test_smtp_submission_is_published_on_587_and_reads_its_certificate_from_the_mount(compose):
+    submission = compose["services"]["submission"]
+    assert submission["command"] == ["python", "manage.py", "submission_smtp"]
+    assert submission["environment"]["MAILHUB_SUBMISSION_BIND"] == "0.0.0.0:2587"
+    [published] = submission["ports"]
+    assert published.endswith(":${MAILHUB_SUBMISSION_PORT:-587}:2587")
+    [mount] = submission["volumes"]
+    assert mount.endswith(":/certs:ro")
+    example = read_env_file(ENV_EXAMPLE)
+    for name in ("MAILHUB_SUBMISSION_TLS_CERT", "MAILHUB_SUBMISSION_TLS_KEY"):
+        assert example[name].startswith("/certs/"), name
+    assert "2587" in " ".join(submission["healthcheck"]["test"])

@@ -232,3 +232,21 @@ def test_old_mail_is_purged_nightly_one_run_at_a_time(manifests):
     command = containers(purge)[0]["command"]
     assert command[:3] == ["python", "manage.py", "purge"]
     assert command[command.index("--older-than") + 1] == "30d"
+
+
+def test_smtp_submission_is_served_on_587_from_2587_with_the_tls_secret_mounted(manifests):
+    deployment = by_kind(manifests, "Deployment")["mailhub-submission"]
+    [container] = containers(deployment)
+    assert container["command"] == ["python", "manage.py", "submission_smtp"]
+    env = {variable["name"]: variable.get("value") for variable in container["env"]}
+    assert env["MAILHUB_SUBMISSION_BIND"] == "0.0.0.0:2587"
+    [port] = container["ports"]
+    assert (port["name"], port["containerPort"]) == ("smtp", 2587)
+    service = by_kind(manifests, "Service")["mailhub-submission"]
+    [published] = service["spec"]["ports"]
+    assert (published["port"], published["targetPort"]) == (587, "smtp")
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod_spec(deployment)["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "mailhub-submission-tls"
+    for name in ("MAILHUB_SUBMISSION_TLS_CERT", "MAILHUB_SUBMISSION_TLS_KEY"):
+        assert env[name].startswith(mounts["tls"] + "/"), name

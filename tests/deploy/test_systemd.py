@@ -92,6 +92,7 @@ def test_every_service_belongs_to_the_target_and_reads_the_shared_environment():
         "mailhub-worker@.service",
         "mailhub-beat.service",
         "mailhub-flower.service",
+        "mailhub-submission.service",
     }
     for path in services:
         parsed = unit(path.name)
@@ -112,3 +113,14 @@ def test_old_mail_is_purged_daily_by_a_timer_that_catches_up_after_downtime():
     service = unit("mailhub-purge.service")["Service"]
     assert service["Type"] == "oneshot"
     assert "manage.py purge --older-than 30d" in service["ExecStart"]
+
+
+def test_smtp_submission_binds_587_with_one_capability_and_lets_messages_finish():
+    service = unit("mailhub-submission.service")["Service"]
+    assert service["ExecStart"].endswith("manage.py submission_smtp")
+    assert service["Environment"] == "MAILHUB_SUBMISSION_BIND=0.0.0.0:587"
+    assert service["AmbientCapabilities"] == service["CapabilityBoundingSet"]
+    assert service["AmbientCapabilities"] == "CAP_NET_BIND_SERVICE"
+    # api.submission.DRAIN_SECONDS for the messages being stored, then a margin.
+    assert seconds(service["TimeoutStopSec"]) > 20
+    assert service["Restart"] == "always"
