@@ -1,7 +1,8 @@
 """The Python client (clients/python) against a real running Mailhub: Django's live server on the
 test database, the real Celery workers delivering to the SMTP sink, a webhook worker POSTing
 to a receiver on loopback. Retries meet a real 429 (the key's own rate limit) and a real 503
-(the database refusing connections), and the Idempotency-Key makes one message of each send."""
+(the database refusing connections), and the Idempotency-Key makes one message of each send.
+A test-mode key's mail is settled by the simulator in the same workers, and listed apart."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import math
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -30,8 +32,9 @@ from mailhub_client.webhooks import SIGNATURE_HEADER, events, verify
 
 from accounts.models import ApiKey, RateCounter
 from accounts.rate_limit import WINDOW_SECONDS
-from accounts.services import api_key_set_rate_limit
+from accounts.services import api_key_create, api_key_set_rate_limit
 from deliveries.models import Message
+from deliveries.simulator import SIMULATOR_DOMAIN
 from tests.builders import Actor
 from tests.integration import test_webhooks_stack
 from tests.integration.conftest import wait_until, wait_until_final
@@ -395,6 +398,62 @@ def test_a_503_from_a_database_outage_is_retried_with_the_same_key_and_makes_one
     assert [str(id) for id in Message.objects.values_list("id", flat=True)] == [accepted["id"]]
 
 
+# -- test-mode keys ------------------------------------------------------------------------------
+
+
+def test_a_test_mode_key_sees_the_simulators_outcomes_and_mode_all_lists_live_and_test_mail(
+    mailhub, sink, live_server, acme
+):
+    _, test_key = api_key_create(client=acme.client, name="client tests", test_mode=True)
+    run = uuid.uuid4().hex[:8]  # a bounced or complained address stays suppressed
+    bounce, complaint = (f"{local}+{run}@{SIMULATOR_DOMAIN}" for local in ("bounce", "complaint"))
+
+    with Mailhub(live_server.url, test_key) as test:
+        live = mailhub.send(sender=SHOP, to=["ann@example.com"], text="Live.")
+        bounced = test.send(sender=SHOP, to=[bounce], text="Test.")
+        complained = test.send(sender=SHOP, to=[complaint], text="Test.")
+        assert (live["test_mode"], bounced["test_mode"], complained["test_mode"]) == (
+            False,
+            True,
+            True,
+        )
+
+        message = until_final(test, bounced["id"])
+        assert message["status"] == "bounced" and message["test_mode"] is True
+        [attempt] = message["recipients"][0]["attempts"]
+        assert (attempt["smtp_code"], attempt["enhanced_code"]) == (550, "5.1.1")
+        history = test.message_events(bounced["id"])
+        assert [(e["type"], e["test_mode"]) for e in history] == [
+            ("accepted", True),
+            ("bounced", True),
+        ]
+        assert test.suppressions.get(bounce)["reason"] == "hard_bounce"
+        # A complaint comes after delivery: a `complained` event, the delivery stays delivered.
+        wait_until(
+            lambda: list(test.events(type=["complained"], message=complained["id"])),
+            what="the simulated complaint",
+        )
+        assert until_final(test, complained["id"])["status"] == "delivered"
+        assert until_final(mailhub, live["id"])["status"] == "delivered"
+
+        # Each key lists the mail of its own mode unless asked for another, or for all.
+        both = {live["id"]: False, bounced["id"]: True, complained["id"]: True}
+        assert {m["id"]: m["test_mode"] for m in test.messages(mode="all")} == both
+        assert {m["id"]: m["test_mode"] for m in mailhub.messages(mode="all")} == both
+        assert [m["id"] for m in mailhub.messages()] == [live["id"]]
+        assert {m["id"] for m in test.messages()} == {bounced["id"], complained["id"]}
+        assert [m["id"] for m in test.messages(mode="live")] == [live["id"]]
+        events = {(e["message_id"], e["type"], e["test_mode"]) for e in mailhub.events(mode="all")}
+        assert {(live["id"], "delivered", False), (bounced["id"], "bounced", True)} <= events
+        assert (complained["id"], "complained", True) in events
+        assert {e["message_id"] for e in mailhub.events()} == {live["id"]}
+        page = test.events_page(mode="test", type=["bounced"])
+        assert [e["message_id"] for e in page.results] == [bounced["id"]]
+
+    # Nothing of the test-mode key's reached the relay.
+    assert [received.rcpt_tos for received in sink.received] == [("ann@example.com",)]
+
+
 # -- asyncio -------------------------------------------------------------------------------------
 
 
@@ -451,3 +510,27 @@ def test_the_readme_example_runs_as_printed(
     assert received.rcpt_tos == ("ann@example.com",)
     [receipt] = [p for p in received.parsed.walk() if p.get_filename() == "receipt.txt"]
     assert receipt.get_payload(decode=True) == b"Thank you for your order.\n"
+
+
+README_TEST_MODE_EXAMPLE = re.compile(
+    r"<!-- mailhub-python-client-test-mode -->\n```python\n(.*?)```\n"
+    r"<!-- /mailhub-python-client-test-mode -->",
+    re.S,
+)
+
+
+def test_the_readme_test_mode_example_runs_as_printed(
+    mailhub, sink, live_server, acme, monkeypatch, capsys
+):
+    document = ROOT / "clients" / "python" / "README.md"
+    [example] = README_TEST_MODE_EXAMPLE.findall(document.read_text())
+    _, test_key = api_key_create(client=acme.client, name="readme", test_mode=True)
+    monkeypatch.setenv("MAILHUB_URL", live_server.url)
+    monkeypatch.setenv("MAILHUB_TEST_KEY", test_key)
+    mailhub.send(sender=SHOP, to=["ann@example.com"], text="Live.")
+
+    exec(compile(example, str(document), "exec"), {"__name__": "__main__"})
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["queued True", "bounced", "accepted True", "bounced True", "1 2"]
+    assert [received.rcpt_tos for received in sink.wait_for(1)] == [("ann@example.com",)]

@@ -195,6 +195,7 @@ def test_an_answer_that_is_not_a_problem_gets_its_status_class_and_an_excerpt():
 
 def test_the_next_page_is_read_from_our_own_url_with_the_links_query():
     call = _core.events_list(
+        mode="all",
         type=["bounced", "failed"],
         message=None,
         recipient=None,
@@ -204,17 +205,26 @@ def test_the_next_page_is_read_from_our_own_url_with_the_links_query():
         page_size=2,
     )
     assert call.params == (
+        ("mode", "all"),
         ("type", "bounced"),
         ("type", "failed"),
         ("order", "oldest"),
         ("limit", "2"),
     )
-    page = {"next": "http://10.0.0.7:8000/api/v1/events?type=bounced%2Cfailed&cursor=WyIy&limit=2"}
+    page = {
+        "next": "http://10.0.0.7:8000/api/v1/events?mode=all&type=bounced%2Cfailed&cursor=WyIy"
+        "&limit=2"
+    }
 
     following = _core.next_page(call, page)
 
     assert following is not None and following.path == "events"
-    assert following.params == (("type", "bounced,failed"), ("cursor", "WyIy"), ("limit", "2"))
+    assert following.params == (
+        ("mode", "all"),
+        ("type", "bounced,failed"),
+        ("cursor", "WyIy"),
+        ("limit", "2"),
+    )
     assert _core.cursor_of(page) == "WyIy"
     assert _core.next_page(call, {"next": None, "results": []}) is None
 

@@ -365,6 +365,7 @@ def message_events(message_id: object) -> Call:
 
 def messages_list(
     *,
+    mode: str | None,
     status: Iterable[str] | None,
     priority: Iterable[str] | None,
     recipient: str | None,
@@ -375,6 +376,7 @@ def messages_list(
     page_size: int | None,
 ) -> Call:
     query = params(
+        mode=mode,
         status=status,
         priority=priority,
         recipient=recipient,
@@ -389,6 +391,7 @@ def messages_list(
 
 def events_list(
     *,
+    mode: str | None,
     type: Iterable[str] | None,
     message: str | None,
     recipient: str | None,
@@ -399,6 +402,7 @@ def events_list(
     cursor: str | None = None,
 ) -> Call:
     query = params(
+        mode=mode,
         type=type,
         message=message,
         recipient=recipient,

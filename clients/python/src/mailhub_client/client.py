@@ -28,6 +28,7 @@ from mailhub_client.types import (
     MessageRequest,
     MessageStatus,
     MessageSummary,
+    Mode,
     Priority,
     Suppression,
     SuppressionReason,
@@ -185,6 +186,7 @@ class Mailhub:
     def messages(
         self,
         *,
+        mode: Mode | None = None,
         status: Iterable[MessageStatus] | None = None,
         priority: Iterable[Priority] | None = None,
         recipient: str | None = None,
@@ -195,8 +197,10 @@ class Mailhub:
         page_size: int | None = None,
     ) -> Iterator[MessageSummary]:
         """Every message that matches (all filters at once), newest first, fetched a page at a
-        time as you iterate."""
+        time as you iterate. ``mode`` says whose: ``"live"`` keys', ``"test"``-mode keys' or
+        ``"all"``; without it, the mail of the key's own mode."""
         call = _core.messages_list(
+            mode=mode,
             status=status,
             priority=priority,
             recipient=recipient,
@@ -213,6 +217,7 @@ class Mailhub:
     def events(
         self,
         *,
+        mode: Mode | None = None,
         type: Iterable[EventType] | None = None,
         message: str | None = None,
         recipient: str | None = None,
@@ -222,8 +227,10 @@ class Mailhub:
         page_size: int | None = None,
     ) -> Iterator[EventDocument]:
         """Every event that matches (``GET /api/v1/events``), newest first (``order="oldest"``
-        reads forward), fetched a page at a time as you iterate."""
+        reads forward), fetched a page at a time as you iterate. ``mode`` as for ``messages``:
+        the events of the key's own mode's mail unless given."""
         call = _core.events_list(
+            mode=mode,
             type=type,
             message=message,
             recipient=recipient,
@@ -238,6 +245,7 @@ class Mailhub:
         self,
         *,
         cursor: str | None = None,
+        mode: Mode | None = None,
         type: Iterable[EventType] | None = None,
         message: str | None = None,
         recipient: str | None = None,
@@ -249,6 +257,7 @@ class Mailhub:
         """One page of the event log, from ``cursor`` (a page's ``cursor``) or from the start;
         give the same filters with a cursor as for the page that gave it."""
         call = _core.events_list(
+            mode=mode,
             type=type,
             message=message,
             recipient=recipient,

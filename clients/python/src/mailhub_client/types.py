@@ -43,9 +43,16 @@ EventType = Literal[
     "failed",
     "suppressed",
     "cancelled",
+    "complained",
 ]
+"""``complained``: the recipient reported delivered mail as spam; the delivery stays
+``delivered``, and the address is suppressed (``complaint``)."""
+AttemptOutcome = Literal["pending", "delivered", "deferred", "bounced", "failed", "lost"]
 Priority = Literal["high", "normal", "low"]
 SuppressionReason = Literal["manual", "unsubscribe", "complaint", "hard_bounce"]
+Mode = Literal["live", "test", "all"]
+"""Whose mail a list shows (``messages(mode=...)``, ``events(mode=...)``): mail sent with live
+keys, with test-mode keys, or both. Without it, the mode of the key making the request."""
 FINAL_MESSAGE_STATUSES: frozenset[str] = frozenset(
     {"delivered", "partially_delivered", "bounced", "failed", "cancelled", "suppressed"}
 )
@@ -70,7 +77,7 @@ class Problem(TypedDict, total=False):
     code: str
     detail: str
     errors: list[FieldError]
-    retry_after: float
+    retry_after: float | None
     request_id: str
 
 
@@ -114,6 +121,7 @@ MessageRequest = TypedDict(
 class MessageAccepted(TypedDict):
     id: str
     status: MessageStatus
+    test_mode: bool  # sent with a test-mode key: settled by the simulator, never sent
 
 
 class _BatchItemResult(TypedDict):
@@ -121,10 +129,12 @@ class _BatchItemResult(TypedDict):
 
 
 class BatchItemResult(_BatchItemResult, total=False):
-    """``id`` and ``status`` when the message was accepted, ``error`` (a problem) when not."""
+    """``id``, ``status`` and ``test_mode`` when the message was accepted, ``error`` (a
+    problem) when not."""
 
     id: str
     status: MessageStatus
+    test_mode: bool
     error: Problem
 
 
@@ -151,7 +161,7 @@ class Attempt(TypedDict):
     smtp_code: int | None
     enhanced_code: str
     reply: str
-    outcome: str
+    outcome: AttemptOutcome
     worker: str
 
 
@@ -179,6 +189,7 @@ class AttachmentInfo(TypedDict):
 class MessageDetail(TypedDict):
     id: str
     status: MessageStatus
+    test_mode: bool
     priority: Priority
     sender: str
     reply_to: list[str]
@@ -206,6 +217,7 @@ class RecipientSummary(TypedDict):
 class MessageSummary(TypedDict):
     id: str
     status: MessageStatus
+    test_mode: bool
     priority: Priority
     sender: str
     subject: str
@@ -229,6 +241,7 @@ class MessageEvent(TypedDict):
     reply: str
     next_attempt_at: str | None
     created_at: str
+    test_mode: bool  # an event of test-mode mail (settled by the simulator, never sent)
 
 
 class EventDocument(MessageEvent):
@@ -240,7 +253,8 @@ class EventDocument(MessageEvent):
 
 
 class WebhookPayload(TypedDict):
-    """The body of a webhook request."""
+    """The body of a webhook request: the events of live and test-mode mail alike (each
+    says which in ``test_mode``)."""
 
     events: list[EventDocument]
 
