@@ -38,8 +38,13 @@ class ProblemSerializer(serializers.Serializer):
     errors = FieldErrorSerializer(  # type: ignore[assignment]
         many=True, required=False, help_text="Field errors (validation errors only)."
     )
-    retry_after = serializers.IntegerField(
-        required=False, allow_null=True, help_text="Seconds to wait (429 only)."
+    retry_after = serializers.FloatField(
+        required=False, allow_null=True, help_text="Seconds to wait, fractional (429 only)."
+    )
+    request_id = serializers.CharField(
+        required=False,
+        help_text="The id the server's log has for this request (500 only, and the "
+        "`X-Request-ID` header of every answer); quote it when asking about an error.",
     )
 
 
