@@ -25,6 +25,9 @@ from tests.support.api_server import ApiServer
 from tests.support.workers import WorkerProcess
 
 DEFAULT_DATABASE_URL = "postgres://mailhub:mailhub@127.0.0.1:5432/mailhub"
+#: The benchmark process's own Postgres sessions (its waits, its sampler's queries) carry this
+#: name, so that the CPU they cost is not counted as the stack's.
+OBSERVER = "mailhub-bench-observer"
 
 
 def say(text: str) -> None:
@@ -49,7 +52,7 @@ class Stack:
         self.database = f"mailhub_bench_{token}"
         parts = urlsplit(database_url)
         self.database_url = parts._replace(path=f"/{self.database}").geturl()
-        self._admin_url = parts._replace(path="/postgres").geturl()
+        self.admin_url = parts._replace(path="/postgres").geturl()
         self.prefix = f"bench-{token}."
         self.sizing = sizing
         self.log_dir = log_dir
@@ -114,19 +117,8 @@ class Stack:
         self.api.start()
         return self
 
-    def _admin(self, statement: sql.Composable) -> None:
-        """Run one statement on the server's `postgres` database, outside any transaction
-        (CREATE and DROP DATABASE refuse to run inside one)."""
-        connection = psycopg2.connect(self._admin_url, connect_timeout=10)
-        try:
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                cursor.execute(statement)
-        finally:
-            connection.close()
-
     def _create_database(self) -> None:
-        self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+        create_database(self.admin_url, self.database)
         self._created_database = True
 
     def _setup_django(self, env: dict[str, str]) -> None:
@@ -135,8 +127,11 @@ class Stack:
         names += ("MAILHUB_SMTP_URL", "MAILHUB_QUEUE_PREFIX")
         os.environ.update({name: env[name] for name in names})
         import django
+        from django.conf import settings
 
         django.setup()
+        options = settings.DATABASES["default"].setdefault("OPTIONS", {})
+        options["application_name"] = OBSERVER
         self._django_ready = True
 
     def api_key(self) -> str:
@@ -159,11 +154,17 @@ class Stack:
         groups["sink"] = self.sink.pid if self.sink.process.is_alive() else None
         return groups
 
-    def postgres_backends(self) -> list[int]:
+    def postgres_backends(self, database: str | None = None) -> list[int]:
+        """The server processes serving ``database`` (default: the stack's), but the
+        benchmark's own."""
         from django.db import connection
 
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+                " AND application_name IS DISTINCT FROM %s",
+                [database or self.database, OBSERVER],
+            )
             return [pid for (pid,) in cursor.fetchall()]
 
     # -- stop -------------------------------------------------------------------------------
@@ -231,7 +232,27 @@ class Stack:
             from django.db import connections
 
             connections.close_all()
-        self._admin(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.database))
-        )
+        drop_database(self.admin_url, self.database)
         self._created_database = False
+
+
+def admin_execute(admin_url: str, statement: sql.Composable) -> None:
+    """Run one statement on the server's `postgres` database, outside any transaction
+    (CREATE and DROP DATABASE refuse to run inside one)."""
+    connection = psycopg2.connect(admin_url, connect_timeout=10)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+def create_database(admin_url: str, name: str) -> None:
+    admin_execute(admin_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    admin_execute(
+        admin_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    )
