@@ -185,9 +185,7 @@ def draw_soak(document: dict, path: Path) -> Path | None:
     if not soak or not soak.get("samples"):
         return None
     samples = soak["samples"]
-    groups = sorted(
-        {g for s in samples for g in s["rss"] if g.startswith(("worker", "api", "peer worker"))}
-    )
+    groups = sorted({g for s in samples for g in s["rss"] if g.startswith(("worker", "api"))})
     figure = Figure(figsize=(9, 5), layout="constrained")
     figure.suptitle(f"Memory during the soak, sampled every {soak['interval']:g} s")
     figure.supxlabel(subtitle(document), fontsize=8)
