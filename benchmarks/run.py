@@ -776,12 +776,17 @@ class Benchmark:
         }
 
     def compared(self):
-        """The peer comparison's figures: each round's, their medians, the ratios."""
+        """The peer comparison's figures: each round's, their medians, the ratios (none when
+        they cannot be worked out: the rounds still go into the JSON)."""
         if self.comparison is None:
             return [], None, []
         rounds = self.comparison.rounds
-        median = median_figures(rounds)
-        return rounds, median, compare(median)
+        try:
+            median = median_figures(rounds)
+            return rounds, median, compare(median)
+        except Exception as exc:  # the measured rounds are worth keeping whatever failed here
+            say(f"the peer comparison's medians failed ({exc!r}); its rounds are in the JSON")
+            return rounds, None, []
 
     def dispatcher(self) -> None:
         """After the stack stopped: no beat ticks in between, nothing else on the database."""

@@ -12,12 +12,13 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from benchmarks.stats import Target, format_number, ratio
 
 MAILHUB = "mailhub"
 PEER = "post_office"
-Figures = dict[str, dict[str, dict[str, float | None]]]  # kind -> system -> name -> value
+Figures = dict[str, dict[str, dict[str, Any]]]  # kind -> system -> name -> value
 
 HEADERS = ("Measure", "Mailhub", "post_office", "Unit", "Ratio", "Target", "Result")
 
@@ -93,23 +94,32 @@ COMPARISONS = (
 
 
 def median_figures(rounds: Sequence[Figures]) -> Figures:
-    """Each figure's median over the rounds that measured it (None where none did)."""
+    """Each figure's median over the rounds that measured it (None where none did); a figure
+    that is itself a dict of numbers (CPU seconds by group) has the median of each entry."""
     merged: Figures = {}
     for figures in rounds:
         for kind, systems in figures.items():
             for system, values in systems.items():
-                for name in values:
-                    merged.setdefault(kind, {}).setdefault(system, {})[name] = None
+                merged.setdefault(kind, {}).setdefault(system, {}).update(dict.fromkeys(values))
     for kind, systems in merged.items():
         for system, values in systems.items():
             for name in values:
-                measured = [
-                    value
-                    for figures in rounds
-                    if (value := figures.get(kind, {}).get(system, {}).get(name)) is not None
-                ]
-                values[name] = statistics.median(measured) if measured else None
+                values[name] = _median(
+                    [figures.get(kind, {}).get(system, {}).get(name) for figures in rounds]
+                )
     return merged
+
+
+def _median(values: list) -> Any:
+    present = [value for value in values if value is not None]
+    if not present:
+        return None
+    if all(isinstance(value, dict) for value in present):
+        keys = dict.fromkeys(key for value in present for key in value)
+        return {key: _median([value.get(key) for value in present]) for key in keys}
+    if all(isinstance(value, int | float) for value in present):
+        return statistics.median(present)
+    return present[0]
 
 
 def figure(figures: Figures, system: str, where: tuple[str, str]) -> float | None:

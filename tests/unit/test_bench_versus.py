@@ -1,5 +1,8 @@
 """Mailhub beside its peer: medians over rounds, ratios, targets, the side-by-side table."""
 
+import json
+from pathlib import Path
+
 from benchmarks.stats import Target
 from benchmarks.versus import (
     COMPARISONS,
@@ -32,6 +35,16 @@ def test_the_median_of_the_rounds_is_taken_figure_by_figure():
     # A round that did not measure a figure does not count towards its median.
     assert median["drain"]["post_office"]["rate"] == 950
     assert median["backend"]["mailhub"]["seconds"] == 20.0
+
+
+def test_a_figure_that_is_a_dict_has_the_median_of_each_entry():
+    rounds = [
+        {"drain": {"mailhub": {"cpu_seconds": {"postgres": 1.0, "api": 0.1}}}},
+        {"drain": {"mailhub": {"cpu_seconds": {"postgres": 3.0}}}},
+        {"drain": {"mailhub": {"cpu_seconds": {"postgres": 2.0, "api": 0.3}}}},
+    ]
+    median = median_figures(rounds)["drain"]["mailhub"]["cpu_seconds"]
+    assert median == {"postgres": 2.0, "api": 0.2}
 
 
 def test_each_ratio_is_mailhubs_figure_over_the_peers_judged_against_its_target():
@@ -69,3 +82,11 @@ def test_the_issues_five_targets_are_there():
     targets = [str(c.target) for c in COMPARISONS if c.target]
     # drain, enqueue, enqueue → last delivered twice (backend, batch), CPU per message
     assert targets == ["≥ 1.30 x", "≥ 1.00 x", "≤ 0.75 x", "≤ 0.75 x", "≤ 1.00 x"]
+
+
+def test_the_rounds_a_run_writes_give_a_median_and_every_ratio():
+    fixture = Path(__file__).parent / "fixtures" / "bench-run.json"
+    rounds = json.loads(fixture.read_text())["peer"]["rounds"] * 3
+    compared = compare(median_figures(rounds))
+    assert len(compared) == len(COMPARISONS)
+    assert all(c.ratio is not None for c in compared)
