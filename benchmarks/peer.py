@@ -25,8 +25,15 @@ from urllib.parse import urlsplit
 import psycopg2
 
 from benchmarks.enqueue import Enqueued
-from benchmarks.procs import process_trees
-from benchmarks.stack import OBSERVER, Stack, create_database, drop_database, say
+from benchmarks.procs import process_trees, stopped
+from benchmarks.stack import (
+    OBSERVER,
+    Stack,
+    create_database,
+    drop_database,
+    each_step,
+    say,
+)
 from tests.support.processes import ROOT, ManagedProcess
 
 SETTINGS = "benchmarks.peers.post_office.settings"
@@ -156,15 +163,8 @@ class PostOfficePeer:
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
         """The worker (its pool and beat too) stopped with SIGSTOP until the block ends."""
-        pids = self.process_groups().get("peer worker", [])
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-        try:
+        with stopped(self.process_groups().get("peer worker", [])):
             yield
-        finally:
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGCONT)
 
     def enqueue(self, phase: str, count: int, *, domains: int) -> subprocess.Popen:
         """Start ``send_many`` of ``count`` messages in calls of 100 (``benchmarks.enqueue``);
@@ -195,16 +195,13 @@ class PostOfficePeer:
         if self._closed:
             return
         self._closed = True
-        steps = [
-            ("stopping the post_office worker", self._stop_worker),
-            ("deleting the post_office queues", self._delete_queues),
-            ("dropping the post_office database", self._drop_database),
-        ]
-        for what, step in steps:
-            try:
-                step()
-            except Exception as exc:  # clean up the rest whatever happened
-                say(f"{what} failed: {exc}")
+        each_step(
+            [
+                ("stopping the post_office worker", self._stop_worker),
+                ("deleting the post_office queues", self._delete_queues),
+                ("dropping the post_office database", self._drop_database),
+            ]
+        )
 
     def _stop_worker(self) -> None:
         if self.worker is None or self.worker.process is None:

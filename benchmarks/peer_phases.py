@@ -22,6 +22,7 @@ five phases; the table shows each figure's median.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,6 +84,9 @@ class PeerComparison:
         env = {**self.benchmark.stack.environment(), "MAILHUB_EMAIL_BACKEND_CLIENT": "bench"}
         return start_enqueue(MAILHUB, env, phase, count, domains=self.benchmark.args.domains)
 
+    def enqueue_post_office(self, phase: str, count: int) -> subprocess.Popen:
+        return self.peer.enqueue(phase, count, domains=self.benchmark.args.domains)
+
     def enqueued(self, system: str, phase: str, process: subprocess.Popen) -> Enqueued:
         result = finish_enqueue(process)
         if system == MAILHUB:
@@ -131,17 +135,25 @@ class PeerComparison:
             "cpu_seconds": {name: round(seconds, 4) for name, seconds in used.items()},
         }
 
-    def figures(
+    def settle(
         self,
         system: str,
-        *,
+        phase: str,
         enqueued: Enqueued,
         arrived: dict,
+        *,
         start: float,
         before: dict,
-        after: dict,
-        final: dict[str, int],
+        client: str | None = None,
     ) -> dict:
+        """Once the rows are final, the phase's figures: ``start`` is when its clock started,
+        ``before`` the CPU then; ``client``, the group whose CPU the enqueueing was (default:
+        the enqueueing process's own)."""
+        final = self.wait_final(system, phase, enqueued.accepted)
+        after = self.mark()
+        if client is not None:
+            used = cpu_between(before, after).get(client, 0.0)
+            enqueued = dataclasses.replace(enqueued, cpu_seconds=used)
         delivered = arrived["distinct"]
         seconds = arrived["last"] - start if arrived["last"] else None
         return {
@@ -167,11 +179,8 @@ class PeerComparison:
         timed (the rest of the stack was warmed by the benchmark)."""
         say(f"peer comparison: warming up both with {WARM} messages")
         for system, phase in ((PEER, "powarm"), (MAILHUB, "mhwarm")):
-            process = (
-                self.peer.enqueue(phase, WARM, domains=self.benchmark.args.domains)
-                if system == PEER
-                else self.enqueue_mailhub(phase, WARM)
-            )
+            enqueue = self.enqueue_post_office if system == PEER else self.enqueue_mailhub
+            process = enqueue(phase, WARM)
             result = self.enqueued(system, phase, process)
             self.wait_arrived(phase, result.accepted, process)
             self.wait_final(system, phase, result.accepted)
@@ -184,17 +193,7 @@ class PeerComparison:
             before = self.mark()
             resumed = time.time()
         arrived = self.wait_arrived(phase, enqueued.accepted)
-        final = self.wait_final(system, phase, enqueued.accepted)
-        after = self.mark()
-        return self.figures(
-            system,
-            enqueued=enqueued,
-            arrived=arrived,
-            start=resumed,
-            before=before,
-            after=after,
-            final=final,
-        )
+        return self.settle(system, phase, enqueued, arrived, start=resumed, before=before)
 
     def mailhub_drain(self, phase: str) -> dict:
         say(f"{phase}: Mailhub's workers stopped; {self.count:,} through the email backend")
@@ -202,29 +201,12 @@ class PeerComparison:
 
     def post_office_drain(self, phase: str) -> dict:
         say(f"{phase}: post_office's worker stopped; {self.count:,} through send_many")
-        return self.drain(
-            PEER,
-            phase,
-            self.peer.paused,
-            lambda phase, count: self.peer.enqueue(
-                phase, count, domains=self.benchmark.args.domains
-            ),
-        )
+        return self.drain(PEER, phase, self.peer.paused, self.enqueue_post_office)
 
     def end_to_end(self, system: str, phase: str, process: subprocess.Popen, before: dict) -> dict:
         arrived = self.wait_arrived(phase, self.count, process)
         enqueued = self.enqueued(system, phase, process)
-        final = self.wait_final(system, phase, enqueued.accepted)
-        after = self.mark()
-        return self.figures(
-            system,
-            enqueued=enqueued,
-            arrived=arrived,
-            start=enqueued.started,
-            before=before,
-            after=after,
-            final=final,
-        )
+        return self.settle(system, phase, enqueued, arrived, start=enqueued.started, before=before)
 
     def mailhub_backend(self, phase: str) -> dict:
         say(f"{phase}: {self.count:,} through Mailhub's email backend, workers running")
@@ -234,32 +216,17 @@ class PeerComparison:
     def post_office_send_many(self, phase: str) -> dict:
         say(f"{phase}: {self.count:,} through post_office's send_many, its worker running")
         before = self.mark()
-        process = self.peer.enqueue(phase, self.count, domains=self.benchmark.args.domains)
-        return self.end_to_end(PEER, phase, process, before)
+        return self.end_to_end(PEER, phase, self.enqueue_post_office(phase, self.count), before)
 
     def mailhub_batch(self, phase: str) -> dict:
         say(f"{phase}: {self.count:,} through POST /api/v1/messages/batch, workers running")
         before = self.mark()
         sent = self.benchmark.send_batches(phase, self.count)
         arrived = self.wait_arrived(phase, sent.accepted)
-        final = self.wait_final(MAILHUB, phase, sent.accepted)
-        after = self.mark()
-        enqueued = Enqueued(
-            accepted=sent.accepted,
-            calls=sent.requests,
-            started=sent.started,
-            finished=sent.finished,
-            # The API's processes did the work; the load generator only sent JSON.
-            cpu_seconds=cpu_between(before, after).get("api", 0.0),
-        )
-        return self.figures(
-            MAILHUB,
-            enqueued=enqueued,
-            arrived=arrived,
-            start=sent.started,
-            before=before,
-            after=after,
-            final=final,
+        enqueued = Enqueued(sent.accepted, sent.requests, sent.started, sent.finished, 0.0)
+        # The API's processes did the enqueueing work; the load generator only sent JSON.
+        return self.settle(
+            MAILHUB, phase, enqueued, arrived, start=sent.started, before=before, client="api"
         )
 
     # -- accounting -------------------------------------------------------------------------

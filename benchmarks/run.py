@@ -54,7 +54,14 @@ from pathlib import Path
 from benchmarks import load, report
 from benchmarks.peer import PostOfficePeer
 from benchmarks.peer_phases import PeerComparison
-from benchmarks.procs import ProcessSampler, cpu_between, machine, pids_named, process_trees
+from benchmarks.procs import (
+    ProcessSampler,
+    cpu_between,
+    machine,
+    pids_named,
+    process_trees,
+    stopped,
+)
 from benchmarks.profiles import Recorder, format_summary, summarize
 from benchmarks.stack import DEFAULT_DATABASE_URL, Sizing, Stack, say
 from benchmarks.stats import Spread, Target, percentile, rate, ratio, spread
@@ -518,15 +525,8 @@ class Benchmark:
             for name, pid in self.stack.process_groups().items()
             if name.startswith("worker") and pid is not None
         }
-        pids = [pid for tree in process_trees(roots).values() for pid in tree]
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-        try:
+        with stopped([pid for tree in process_trees(roots).values() for pid in tree]):
             yield
-        finally:
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGCONT)
 
     def api_alone(self) -> None:
         """The accept rates with the API and Postgres alone on the CPUs; then the delivery of

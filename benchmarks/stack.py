@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -183,17 +184,14 @@ class Stack:
     def close(self) -> None:
         """Stop everything, delete the queues, drop the database; each step whatever the
         others did."""
-        steps = [
-            ("stopping the API and the workers", self.stop_processes),
-            ("stopping the sink", self.sink.stop),
-            ("deleting the queues", self._delete_queues),
-            ("dropping the database", self._drop_database),
-        ]
-        for what, step in steps:
-            try:
-                step()
-            except Exception as exc:  # clean up the rest whatever happened
-                say(f"{what} failed: {exc}")
+        each_step(
+            [
+                ("stopping the API and the workers", self.stop_processes),
+                ("stopping the sink", self.sink.stop),
+                ("deleting the queues", self._delete_queues),
+                ("dropping the database", self._drop_database),
+            ]
+        )
 
     def _delete_queues(self) -> None:
         if not self._django_ready:
@@ -234,6 +232,15 @@ class Stack:
             connections.close_all()
         drop_database(self.admin_url, self.database)
         self._created_database = False
+
+
+def each_step(steps: list[tuple[str, Callable[[], None]]]) -> None:
+    """Run every clean-up step whatever the ones before did; say which failed and why."""
+    for what, step in steps:
+        try:
+            step()
+        except Exception as exc:  # clean up the rest whatever happened
+            say(f"{what} failed: {exc}")
 
 
 def admin_execute(admin_url: str, statement: sql.Composable) -> None:
