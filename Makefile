@@ -48,15 +48,18 @@ typecheck: .venv/.mailhub-install.sha256
 
 # The lock files, with every file's hash, for Python 3.11 on any platform. Production's
 # (runtime.txt) holds the dependencies alone; the dev lock adds the [dev] and [run] extras at
-# production's versions (-c). Pins already in a lock stay unless pyproject.toml excludes them
-# or LOCK_ARGS says otherwise (--upgrade, --upgrade-package NAME). tests/unit/test_lock.py
-# fails while pyproject.toml and the locks disagree.
+# production's versions (-c), and ./scripts/bench's (bench.txt) the [bench] extra at the dev
+# lock's. Pins already in a lock stay unless pyproject.toml excludes them or LOCK_ARGS says
+# otherwise (--upgrade, --upgrade-package NAME). tests/unit/test_lock.py fails while
+# pyproject.toml and the locks disagree.
 LOCK_FLAGS = --quiet --no-config --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock" $(LOCK_ARGS)
 lock: .venv/.mailhub-install.sha256
 	.venv/bin/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements/runtime.txt
 	.venv/bin/uv pip compile pyproject.toml --extra dev --extra run -c requirements/runtime.txt \
 		$(LOCK_FLAGS) -o requirements/dev.txt
+	.venv/bin/uv pip compile pyproject.toml --extra dev --extra run --extra bench \
+		-c requirements/dev.txt $(LOCK_FLAGS) -o requirements/bench.txt
 
 migrate:
 	./scripts/bootstrap

@@ -1,6 +1,7 @@
 """Mailhub's benchmark: the real stack on loopback, one run, one table.
 
     ./scripts/bench [--messages 10000] [--skip-million] [--soak SECONDS] [--profile DIR]
+    ./scripts/bench --peers-only [--messages 10000] [--rounds 3]
 
 It starts everything it needs (``benchmarks.stack``): a scratch Postgres database, RabbitMQ
 queues under a random prefix, an aiosmtpd sink in a process of its own, Celery workers shaped
@@ -17,14 +18,20 @@ until the mail of the one before is delivered:
    first accept to the last arrival at the sink; latencies from Postgres
    (Delivery.delivered_at - Message.created_at);
 4. `high` behind a backlog: 5,000 `low` messages, then 50 `high` ones;
-5. (--soak) a steady rate for SECONDS, memory sampled throughout;
-6. the whole run's accounting: lost (accepted, not final) and duplicated (a Message-ID that
-   reached the sink twice);
-7. (unless --skip-million) the dispatcher's tick with nothing due, before and after a million
+5. (unless --skip-peers) the peer comparison (``benchmarks.peer_phases``): Mailhub beside
+   django-post-office, started beside the stack (``benchmarks.peer``), the same N into the same
+   sink: drain, enqueue and enqueue → last delivered, with the ratios issue 15 asks for;
+6. (--soak) a steady rate for SECONDS, memory sampled throughout;
+7. the whole run's accounting: lost (accepted, not final) and duplicated (a Message-ID that
+   reached the sink twice), post_office's too;
+8. (unless --skip-million) the dispatcher's tick with nothing due, before and after a million
    finished or far-future rows, and the plan of its due query.
 
-Progress goes to stderr, the table to stdout. Ctrl-C or an error stops every process started
-and drops the database. Targets are the issue's (#7); figures are this machine's.
+``--peers-only`` runs the warm-up, the peer comparison and the accounting alone (a few minutes).
+Progress goes to stderr, the tables to stdout, the whole run as JSON to
+``var/bench/<UTC time>.json`` (``python -m benchmarks.charts`` draws it). Ctrl-C or an error
+stops every process started and drops the databases. Targets are the issues' (#7, #15);
+figures are this machine's.
 """
 
 from __future__ import annotations
@@ -44,12 +51,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import load
-from benchmarks.procs import ProcessSampler, cpu_between, machine, pids_named, process_trees
+from benchmarks import load, report
+from benchmarks.peer import PostOfficePeer
+from benchmarks.peer_phases import PeerComparison
+from benchmarks.procs import (
+    ProcessSampler,
+    cpu_between,
+    machine,
+    pids_named,
+    process_trees,
+    stopped,
+)
 from benchmarks.profiles import Recorder, format_summary, summarize
 from benchmarks.stack import DEFAULT_DATABASE_URL, Sizing, Stack, say
 from benchmarks.stats import Spread, Target, percentile, rate, ratio, spread
 from benchmarks.table import Row, format_table, heading
+from benchmarks.versus import compare, format_comparison, median_figures
 from tests.support.workers import ROOT
 
 MIB = 1024 * 1024
@@ -77,6 +94,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--domains", type=int, default=1, help="recipient domains mail is spread over (default 1)"
     )
     parser.add_argument("--skip-million", action="store_true", help="skip the dispatcher part")
+    parser.add_argument(
+        "--peers-only",
+        action="store_true",
+        help="only the comparison with django-post-office (and the accounting)",
+    )
+    parser.add_argument("--skip-peers", action="store_true", help="no peer comparison")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="peer comparison rounds; medians shown (default 1)"
+    )
+    parser.add_argument(
+        "--peer-concurrency",
+        type=int,
+        help="post_office's worker pool (default: Mailhub's general pool, --general-concurrency)",
+    )
+    parser.add_argument(
+        "--json-dir",
+        type=Path,
+        default=ROOT / "var" / "bench",
+        help="where the run's JSON goes (default var/bench)",
+    )
     parser.add_argument("--million", type=int, default=1_000_000, help=argparse.SUPPRESS)
     parser.add_argument("--ticks", type=int, default=50, help="dispatcher ticks timed each time")
     parser.add_argument("--soak", type=float, default=0, metavar="SECONDS", help="soak length")
@@ -102,6 +139,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--domains is at least 1")
     if args.soak < 0 or args.soak > 24 * 3600:
         parser.error("--soak is between 0 and 86400 seconds")
+    if args.peers_only and args.skip_peers:
+        parser.error("--peers-only and --skip-peers exclude each other")
+    if not 1 <= args.rounds <= 9:
+        parser.error("--rounds is between 1 and 9")
+    if args.peer_concurrency is None:
+        args.peer_concurrency = args.general_concurrency
     return args
 
 
@@ -162,13 +205,23 @@ def sink_latencies(phase: str, arrivals: dict[str, float]) -> list[float]:
 # -- CPU by process group ------------------------------------------------------------------------
 
 
-def process_groups(stack: Stack) -> dict[str, list[int]]:
+def process_groups(stack: Stack, peer: PostOfficePeer | None) -> dict[str, list[int]]:
     """Every process whose memory or CPU the benchmark reports, by group."""
     roots = {name: root for name, root in stack.process_groups().items() if root is not None}
     groups = process_trees(roots)
     groups["postgres"] = stack.postgres_backends()
     groups["rabbitmq"] = pids_named("beam.smp")
     groups["load generator"] = [os.getpid()]
+    if peer is not None:
+        groups.update(peer.process_groups())
+    return groups
+
+
+def postgres_groups(stack: Stack, peer: PostOfficePeer | None) -> dict[str, list[int]]:
+    """The Postgres backends alone, which come and go: read often (ProcessSampler's fast)."""
+    groups = {"postgres": stack.postgres_backends()}
+    if peer is not None:
+        groups["postgres peer"] = stack.postgres_backends(peer.database)
     return groups
 
 
@@ -252,9 +305,14 @@ def raw_ratio_row(measured: float | None, raw4: float | None, target: Target | N
 
 
 class Benchmark:
-    def __init__(self, stack: Stack, args: argparse.Namespace) -> None:
+    def __init__(
+        self, stack: Stack, args: argparse.Namespace, peer: PostOfficePeer | None = None
+    ) -> None:
         self.stack = stack
         self.args = args
+        self.peer = peer
+        self.comparison: PeerComparison | None = None
+        self.soak_started: float | None = None
         self.rows: list[Row] = []
         self.accounting = Accounting()
         self.key = ""
@@ -324,7 +382,7 @@ class Benchmark:
                 )
 
     def wait_delivered(self, phase: str, expected: int) -> dict:
-        arrived = self.stack.sink.wait_for(phase, expected, timeout=budget(expected))
+        arrived = self.stack.sink.wait_for(phase, expected, timeout=budget(expected), progress=True)
         if arrived["distinct"] < expected:
             say(f"{phase}: only {arrived['distinct']} of {expected} reached the sink in time")
         # The row says `delivered` a moment after the sink's 250 (one commit later).
@@ -337,14 +395,21 @@ class Benchmark:
         self.key = self.stack.api_key()
         assert self.stack.api is not None, "the stack is started"
         self.port = self.stack.api.port
-        self.sampler = ProcessSampler(lambda: process_groups(self.stack)).start()
+        self.sampler = ProcessSampler(
+            lambda: process_groups(self.stack, self.peer),
+            fast=lambda: postgres_groups(self.stack, self.peer),
+        ).start()
         self.warm_up()
-        self.raw_limit()
-        self.single_accept()
-        self.api_alone()
-        self.end_to_end()
-        self.high_behind_backlog()
-        if self.args.soak:
+        if not self.args.peers_only:
+            self.raw_limit()
+            self.single_accept()
+            self.api_alone()
+            self.end_to_end()
+            self.high_behind_backlog()
+        if self.peer is not None:
+            self.comparison = PeerComparison(self, self.peer)
+            self.comparison.run(self.args.rounds)
+        if self.args.soak and not self.args.peers_only:
             self.soak()
         self.sampler.stop()
         self.memory_rows()
@@ -460,15 +525,8 @@ class Benchmark:
             for name, pid in self.stack.process_groups().items()
             if name.startswith("worker") and pid is not None
         }
-        pids = [pid for tree in process_trees(roots).values() for pid in tree]
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-        try:
+        with stopped([pid for tree in process_trees(roots).values() for pid in tree]):
             yield
-        finally:
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGCONT)
 
     def api_alone(self) -> None:
         """The accept rates with the API and Postgres alone on the CPUs; then the delivery of
@@ -614,7 +672,7 @@ class Benchmark:
         seconds, per_second = self.args.soak, self.args.soak_rate
         count = int(seconds * per_second)
         say(f"soak: {count:,} messages at {per_second:g}/s for {seconds:g} s")
-        started = time.monotonic()
+        started = self.soak_started = time.monotonic()
         self.post(
             "soak",
             count,
@@ -629,7 +687,10 @@ class Benchmark:
         # from there to the end.
         steady = samples[len(samples) // 10 :] or samples
         self.rows.append(
-            heading(f"Soak: {seconds:g} s at {per_second:g} msgs/s, RSS sampled every second")
+            heading(
+                f"Soak: {seconds:g} s at {per_second:g} msgs/s, "
+                f"RSS sampled every {self.sampling.interval:g} s"
+            )
         )
         for group in ("worker general", "worker high", "api"):
             values = [totals[group] for totals in steady if group in totals]
@@ -653,7 +714,7 @@ class Benchmark:
     def memory_rows(self) -> None:
         self.rows.append(heading("Peak RSS during the run (the sum counts shared pages twice)"))
         for group, peak in self.sampling.peaks.items():
-            if not group.startswith(("worker", "api")):
+            if not group.startswith(("worker", "api", "peer worker")):
                 continue
             self.rows += [
                 Row(f"{group}: largest process", peak.largest_process / MIB, "MiB"),
@@ -676,7 +737,7 @@ class Benchmark:
         )
         self.rows += [
             heading("Correctness, the whole run"),
-            Row("messages accepted by the API", self.accounting.accepted, "msgs"),
+            Row("messages accepted (API, email backend)", self.accounting.accepted, "msgs"),
             Row("lost: accepted but not final", waiting + missing, "msgs", Target("==", 0)),
             Row(
                 "duplicated: a Message-ID at the sink twice",
@@ -692,8 +753,40 @@ class Benchmark:
                 Target("==", 0),
             ),
         ]
+        if self.comparison is not None:
+            peer = self.comparison.correctness()
+            self.rows += [
+                Row("post_office: emails queued by send_many", peer["accepted"], "msgs"),
+                Row("post_office: queued but not sent", peer["lost"], "msgs", Target("==", 0)),
+            ]
         if sink["duplicates"]:
             say(f"duplicated Message-IDs, e.g. {sink['examples']}")
+
+    def soak_series(self) -> dict | None:
+        """RSS of every group at each sample of the soak, seconds from its start."""
+        if self.soak_started is None or self.sampler is None:
+            return None
+        return {
+            "interval": self.sampler.interval,
+            "samples": [
+                {"t": round(at - self.soak_started, 3), "rss": totals}
+                for at, totals in self.sampler.series
+                if at >= self.soak_started
+            ],
+        }
+
+    def compared(self):
+        """The peer comparison's figures: each round's, their medians, the ratios (none when
+        they cannot be worked out: the rounds still go into the JSON)."""
+        if self.comparison is None:
+            return [], None, []
+        rounds = self.comparison.rounds
+        try:
+            median = median_figures(rounds)
+            return rounds, median, compare(median)
+        except Exception as exc:  # the measured rounds are worth keeping whatever failed here
+            say(f"the peer comparison's medians failed ({exc!r}); its rounds are in the JSON")
+            return rounds, None, []
 
     def dispatcher(self) -> None:
         """After the stack stopped: no beat ticks in between, nothing else on the database."""
@@ -731,7 +824,9 @@ class Benchmark:
 # -- the report ----------------------------------------------------------------------------------
 
 
-def git_version() -> str:
+def git_commit() -> tuple[str, bool]:
+    """The checked-out commit (short), and whether tracked files differ from it."""
+
     def git(*args: str) -> str:
         return subprocess.run(  # noqa: S603 - fixed arguments
             ["git", *args],  # noqa: S607
@@ -742,11 +837,20 @@ def git_version() -> str:
         ).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return commit, bool(git("status", "--porcelain", "--untracked-files=no"))
+
+
+def git_version() -> str:
+    commit, dirty = git_commit()
     return f"{commit} (with uncommitted changes)" if dirty else commit
 
 
-def header(stack: Stack, args: argparse.Namespace, load_at_start: tuple[float, ...]) -> str:
+def header(
+    stack: Stack,
+    args: argparse.Namespace,
+    load_at_start: tuple[float, ...],
+    peer: PostOfficePeer | None = None,
+) -> str:
     from django.db import connection
 
     from mailhub.celery import app
@@ -764,6 +868,15 @@ def header(stack: Stack, args: argparse.Namespace, load_at_start: tuple[float, .
     configured = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))["threads"]
     threads = args.api_threads or f"{configured} (gunicorn.conf.py's)"
     sizing = stack.sizing
+    peer_line = (
+        [
+            f"Peer, same machine, Postgres server, RabbitMQ and sink: django-post-office "
+            f"{peer.version}, Celery worker {peer.concurrency} processes + beat, "
+            f"THREADS_PER_PROCESS 20, BATCH_SIZE 1000; rounds {args.rounds} (medians shown)"
+        ]
+        if peer is not None
+        else []
+    )
     return "\n".join(
         [
             f"Mailhub benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {git_version()}",
@@ -773,6 +886,7 @@ def header(stack: Stack, args: argparse.Namespace, load_at_start: tuple[float, .
             f"Stack, all on this machine: API gunicorn {api_workers} worker processes x "
             f"{threads} threads; Celery pools (processes): high {sizing.high}, general "
             f"{sizing.general} + beat, webhooks {sizing.webhooks}; aiosmtpd sink on its own",
+            *peer_line,
             f"Messages: N = {args.messages:,}, 1 recipient at {args.domains} domain(s), "
             f"~2 KB text; single-accept requests {args.single:,}",
         ]
@@ -783,6 +897,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     # SIGTERM (a CI timeout, `kill`) cleans up like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = datetime.now(UTC)
     load_at_start = os.getloadavg()
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="mailhub-bench-"))
     stack = Stack(
@@ -797,15 +912,31 @@ def main(argv: list[str] | None = None) -> None:
         log_dir=log_dir,
     )
     stack.keep_database = args.keep_database
+    peer = (
+        None
+        if args.skip_peers
+        else PostOfficePeer(stack, concurrency=args.peer_concurrency, log_dir=log_dir)
+    )
     say(f"logs in {log_dir}; load average {load_at_start[0]:.2f}")
-    benchmark = Benchmark(stack, args)
+    benchmark = Benchmark(stack, args, peer)
     top = ""
+    peer_info: dict | None = None
     try:
         stack.start()
-        top = header(stack, args, load_at_start)
+        if peer is not None:
+            peer.start()
+            peer_info = {
+                "name": "django-post-office",
+                "version": peer.version,
+                "settings": peer.settings(),
+                "concurrency": peer.concurrency,
+            }
+        top = header(stack, args, load_at_start, peer)
         benchmark.run()
+        if peer is not None:
+            peer.close()
         stack.stop_processes()
-        if not args.skip_million:
+        if not args.skip_million and not args.peers_only:
             benchmark.dispatcher()
     except KeyboardInterrupt:
         say("interrupted; stopping everything")
@@ -817,13 +948,54 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if benchmark.sampler is not None:
             benchmark.sampler.stop()  # it reads the database that is about to be dropped
+        if peer is not None:
+            peer.close()
         stack.close()
     if args.profile:
         top += f"\n(profiled with py-spy at {PROFILE_RATE} Hz: figures somewhat lower than without)"
+    load_at_end = os.getloadavg()
     print(top)
-    print(f"Load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"Load average at the end: {' '.join(f'{v:.2f}' for v in load_at_end)}")
     print()
     print(format_table(benchmark.rows))
+    rounds, median, compared = benchmark.compared()
+    if compared:
+        took = benchmark.comparison.seconds if benchmark.comparison else 0
+        print()
+        print(
+            format_comparison(
+                compared,
+                title=(
+                    f"Mailhub (shipped defaults) beside django-post-office, N = "
+                    f"{args.messages:,}, median of {len(rounds)} round(s), {took:.0f} s; "
+                    "ratio = Mailhub / post_office"
+                ),
+            )
+        )
     if benchmark.profiles:
         print()
         print("\n\n".join(benchmark.profiles))
+    commit, dirty = git_commit()
+    path = report.write(
+        report.document(
+            started=started,
+            finished=datetime.now(UTC),
+            commit=commit,
+            dirty=dirty,
+            machine=machine(),
+            options={
+                name: str(value) if isinstance(value, Path) else value
+                for name, value in vars(args).items()
+            },
+            load={"start": load_at_start, "end": load_at_end},
+            rows=benchmark.rows,
+            peer=peer_info,
+            rounds=rounds,
+            median=median,
+            compared=compared,
+            soak=benchmark.soak_series(),
+        ),
+        args.json_dir,
+        started,
+    )
+    say(f"the run as JSON: {path} (charts: python -m benchmarks.charts {path} --out docs/bench)")

@@ -13,9 +13,13 @@ import contextlib
 import logging
 import multiprocessing
 import re
+import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from multiprocessing.connection import Connection
+
+from tqdm import tqdm
 
 from tests.support.sink import ScriptedHandler, SmtpSink
 
@@ -141,14 +145,44 @@ class SinkProcess:
     def duplicates(self) -> dict:
         return self._ask("duplicates")
 
-    def wait_for(self, phase: str, count: int, *, timeout: float) -> dict:
-        """Poll until ``count`` distinct messages of ``phase`` arrived, or ``timeout`` passed."""
+    def wait_for(
+        self,
+        phase: str,
+        count: int,
+        *,
+        timeout: float,
+        progress: bool = False,
+        check: Callable[[], None] | None = None,
+    ) -> dict:
+        """Poll until ``count`` distinct messages of ``phase`` arrived, or ``timeout`` passed;
+        with ``progress``, how many did so far on stderr, about once a second. ``check`` is
+        called at every poll: it raises to stop waiting (the sender failed)."""
         deadline = time.monotonic() + timeout
-        while True:
-            summary = self.summary(phase)
-            if summary["distinct"] >= count or time.monotonic() >= deadline:
-                return summary
-            time.sleep(0.05)
+        bar = (
+            tqdm(
+                total=count,
+                desc=f"bench: {phase} delivered",
+                unit="msg",
+                file=sys.stderr,
+                mininterval=1.0,
+                dynamic_ncols=True,
+            )
+            if progress
+            else None
+        )
+        try:
+            while True:
+                summary = self.summary(phase)
+                if bar is not None:
+                    bar.update(min(summary["distinct"], count) - bar.n)
+                if summary["distinct"] >= count or time.monotonic() >= deadline:
+                    return summary
+                if check is not None:
+                    check()
+                time.sleep(0.05)
+        finally:
+            if bar is not None:
+                bar.close()
 
     def stop(self) -> None:
         if self.process.is_alive():

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -25,6 +26,9 @@ from tests.support.api_server import ApiServer
 from tests.support.workers import WorkerProcess
 
 DEFAULT_DATABASE_URL = "postgres://mailhub:mailhub@127.0.0.1:5432/mailhub"
+#: The benchmark process's own Postgres sessions (its waits, its sampler's queries) carry this
+#: name, so that the CPU they cost is not counted as the stack's.
+OBSERVER = "mailhub-bench-observer"
 
 
 def say(text: str) -> None:
@@ -49,7 +53,7 @@ class Stack:
         self.database = f"mailhub_bench_{token}"
         parts = urlsplit(database_url)
         self.database_url = parts._replace(path=f"/{self.database}").geturl()
-        self._admin_url = parts._replace(path="/postgres").geturl()
+        self.admin_url = parts._replace(path="/postgres").geturl()
         self.prefix = f"bench-{token}."
         self.sizing = sizing
         self.log_dir = log_dir
@@ -114,19 +118,8 @@ class Stack:
         self.api.start()
         return self
 
-    def _admin(self, statement: sql.Composable) -> None:
-        """Run one statement on the server's `postgres` database, outside any transaction
-        (CREATE and DROP DATABASE refuse to run inside one)."""
-        connection = psycopg2.connect(self._admin_url, connect_timeout=10)
-        try:
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                cursor.execute(statement)
-        finally:
-            connection.close()
-
     def _create_database(self) -> None:
-        self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+        create_database(self.admin_url, self.database)
         self._created_database = True
 
     def _setup_django(self, env: dict[str, str]) -> None:
@@ -135,8 +128,11 @@ class Stack:
         names += ("MAILHUB_SMTP_URL", "MAILHUB_QUEUE_PREFIX")
         os.environ.update({name: env[name] for name in names})
         import django
+        from django.conf import settings
 
         django.setup()
+        options = settings.DATABASES["default"].setdefault("OPTIONS", {})
+        options["application_name"] = OBSERVER
         self._django_ready = True
 
     def api_key(self) -> str:
@@ -159,11 +155,17 @@ class Stack:
         groups["sink"] = self.sink.pid if self.sink.process.is_alive() else None
         return groups
 
-    def postgres_backends(self) -> list[int]:
+    def postgres_backends(self, database: str | None = None) -> list[int]:
+        """The server processes serving ``database`` (default: the stack's), but the
+        benchmark's own."""
         from django.db import connection
 
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+                " AND application_name IS DISTINCT FROM %s",
+                [database or self.database, OBSERVER],
+            )
             return [pid for (pid,) in cursor.fetchall()]
 
     # -- stop -------------------------------------------------------------------------------
@@ -182,17 +184,14 @@ class Stack:
     def close(self) -> None:
         """Stop everything, delete the queues, drop the database; each step whatever the
         others did."""
-        steps = [
-            ("stopping the API and the workers", self.stop_processes),
-            ("stopping the sink", self.sink.stop),
-            ("deleting the queues", self._delete_queues),
-            ("dropping the database", self._drop_database),
-        ]
-        for what, step in steps:
-            try:
-                step()
-            except Exception as exc:  # clean up the rest whatever happened
-                say(f"{what} failed: {exc}")
+        each_step(
+            [
+                ("stopping the API and the workers", self.stop_processes),
+                ("stopping the sink", self.sink.stop),
+                ("deleting the queues", self._delete_queues),
+                ("dropping the database", self._drop_database),
+            ]
+        )
 
     def _delete_queues(self) -> None:
         if not self._django_ready:
@@ -231,7 +230,36 @@ class Stack:
             from django.db import connections
 
             connections.close_all()
-        self._admin(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.database))
-        )
+        drop_database(self.admin_url, self.database)
         self._created_database = False
+
+
+def each_step(steps: list[tuple[str, Callable[[], None]]]) -> None:
+    """Run every clean-up step whatever the ones before did; say which failed and why."""
+    for what, step in steps:
+        try:
+            step()
+        except Exception as exc:  # clean up the rest whatever happened
+            say(f"{what} failed: {exc}")
+
+
+def admin_execute(admin_url: str, statement: sql.Composable) -> None:
+    """Run one statement on the server's `postgres` database, outside any transaction
+    (CREATE and DROP DATABASE refuse to run inside one)."""
+    connection = psycopg2.connect(admin_url, connect_timeout=10)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+def create_database(admin_url: str, name: str) -> None:
+    admin_execute(admin_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    admin_execute(
+        admin_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    )

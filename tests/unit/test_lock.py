@@ -21,6 +21,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_LOCK = ROOT / "requirements/runtime.txt"
 DEV_LOCK = ROOT / "requirements/dev.txt"
+BENCH_LOCK = ROOT / "requirements/bench.txt"
 #: How uv names the project among the packages that asked for a pin.
 FROM_PYPROJECT = "mailhub (pyproject.toml)"
 
@@ -66,6 +67,8 @@ LOCKS = {
     "runtime": (RUNTIME_LOCK, ()),
     # The dev install: ./scripts/bootstrap's, with the tools and honcho for ./scripts/start.
     "dev": (DEV_LOCK, ("dev", "run")),
+    # ./scripts/bench's: the dev install and the peer it measures against, with the charts.
+    "bench": (BENCH_LOCK, ("dev", "run", "bench")),
 }
 
 
@@ -97,6 +100,18 @@ def test_production_runs_the_versions_the_tests_ran_with() -> None:
     runtime, dev = read_lock(RUNTIME_LOCK), read_lock(DEV_LOCK)
     assert set(runtime) <= set(dev)
     assert {n: p.version for n, p in runtime.items() if dev[n].version != p.version} == {}
+
+
+def test_the_benchmark_runs_the_versions_the_tests_ran_with() -> None:
+    dev, bench = read_lock(DEV_LOCK), read_lock(BENCH_LOCK)
+    assert set(dev) <= set(bench)
+    assert {n: p.version for n, p in dev.items() if bench[n].version != p.version} == {}
+
+
+def test_neither_production_nor_the_dev_install_gets_the_benchmark_peer() -> None:
+    peer = {"django-post-office", "matplotlib"}
+    assert peer <= set(declared("bench")) - set(declared("dev", "run"))
+    assert sorted(peer & (set(read_lock(RUNTIME_LOCK)) | set(read_lock(DEV_LOCK)))) == []
 
 
 def test_production_gets_neither_honcho_nor_the_dev_tools() -> None:
