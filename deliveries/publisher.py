@@ -100,6 +100,16 @@ class PublishCoalescer:
         self._full = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        # Held while a batch is being published: at exit, the batch the background thread has
+        # taken is waited for, not cut off with the thread (the mail would wait for the
+        # dispatcher's republish).
+        self._in_flight = threading.Lock()
+
+    def after_fork(self) -> None:
+        # A lock held by another thread at the fork stays held in the child, with no thread to
+        # release it.
+        self._lock = threading.Lock()
+        self._in_flight = threading.Lock()
 
     def add(self, routed: Iterable[Routed]) -> None:
         with self._lock:
@@ -117,9 +127,22 @@ class PublishCoalescer:
 
     def flush(self) -> int:
         """Publish what is waiting, in the caller's thread; return how many messages."""
-        with self._lock:
-            batch, self._pending = self._pending, []
-        return self._publish(batch) if batch else 0
+        with self._in_flight:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            return self._publish(batch) if batch else 0
+
+    def close(self, *, timeout: float = 5.0) -> None:
+        """At exit: wait (up to ``timeout``) for a publish under way, then publish the rest."""
+        if not self._in_flight.acquire(timeout=timeout):
+            return  # a publish is stuck (the broker away?): its rows wait for the dispatcher
+        try:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if batch:
+                self._publish(batch)
+        finally:
+            self._in_flight.release()
 
     def _run(self) -> None:
         while True:
@@ -131,7 +154,8 @@ class PublishCoalescer:
 
 
 _coalescer = PublishCoalescer()
-atexit.register(_coalescer.flush)
+atexit.register(_coalescer.close)
+os.register_at_fork(after_in_child=_coalescer.after_fork)
 
 
 def messages_publish_soon(*, messages: Iterable[tuple[UUID | str, str]]) -> None:

@@ -87,6 +87,41 @@ def test_flush_publishes_what_is_left_in_the_callers_thread():
     assert coalescer.flush() == 0
 
 
+def test_closing_at_exit_waits_for_the_batch_the_thread_is_publishing_then_publishes_the_rest():
+    publishing, published = threading.Event(), []
+
+    def slow(batch):
+        publishing.set()
+        time.sleep(0.3)  # the broker's round trip, while the process is exiting
+        published.extend(batch)
+        return len(batch)
+
+    coalescer = PublishCoalescer(slow, linger=0)
+    coalescer.add([("m1", "mail.normal", 20)])
+    assert publishing.wait(5)
+    coalescer.add([("m2", "mail.normal", 20)])  # pending: the thread is busy with m1
+    coalescer.close(timeout=5)
+
+    assert [message_id for message_id, _, _ in published][:2] == ["m1", "m2"]
+
+
+def test_closing_gives_up_on_a_stuck_publish_instead_of_hanging_the_exit():
+    stuck = threading.Event()
+
+    def never(batch):
+        stuck.set()
+        threading.Event().wait(2)
+        return len(batch)
+
+    coalescer = PublishCoalescer(never, linger=0)
+    coalescer.add([("m1", "mail.normal", 20)])
+    assert stuck.wait(5)
+    started = time.monotonic()
+    coalescer.close(timeout=0.2)
+
+    assert time.monotonic() - started < 1.0
+
+
 def test_the_route_is_taken_from_the_settings_when_the_messages_are_handed_over(settings):
     from deliveries.publisher import _route
 
