@@ -11,6 +11,8 @@ until the mail of the one before is delivered:
 
 1. raw limit: plain smtplib into the same sink over 1 and 4 reused connections;
 2. single accept: POST /api/v1/messages from 32 kept-alive connections;
+2a. SMTP submission: up to 2,000 messages over 8 STARTTLS connections with AUTH (the `submission`
+   process), beside the single accepts' rate;
 2b. the API alone: the same single sends, then N messages in batches, with every worker
    process stopped (SIGSTOP), so that the API and Postgres have the CPUs to themselves; then
    the workers resume and deliver that backlog, timed (delivery without the API competing);
@@ -51,7 +53,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import load, report
+from benchmarks import load, report, submission
 from benchmarks.peer import PostOfficePeer
 from benchmarks.peer_phases import PeerComparison
 from benchmarks.procs import (
@@ -320,6 +322,7 @@ class Benchmark:
         self.profiles: list[str] = []
         self.sampler: ProcessSampler | None = None
         self.raw4_rate: float | None = None
+        self.single_rate: float | None = None
         self.batch_available = True
         self.mail = load.Mail(domains=args.domains)
 
@@ -403,6 +406,7 @@ class Benchmark:
         if not self.args.peers_only:
             self.raw_limit()
             self.single_accept()
+            self.smtp_submission()
             self.api_alone()
             self.end_to_end()
             self.high_behind_backlog()
@@ -478,6 +482,7 @@ class Benchmark:
             ),
         )
         after = self.sampling.mark()
+        self.single_rate = rate(result.accepted, result.seconds)
         self.wait_delivered("single", result.accepted)
         failures = result.requests - result.statuses.get(202, 0)
         # The floor under any request on this machine: the same server and load generator, a
@@ -515,6 +520,15 @@ class Benchmark:
         ]
         if failures:
             say(f"single: statuses {dict(result.statuses)}, errors {dict(result.errors)}")
+
+    def smtp_submission(self) -> None:
+        """Messages accepted over SMTP submission (8 connections, STARTTLS, AUTH), then delivered
+        like any other phase's; the rate beside the API's single accepts."""
+        count = min(self.args.messages, 2000)
+        result = submission.measure(self.stack, mail=self.mail, phase="smtp", count=count)
+        self.accounting.add("smtp", result.accepted)
+        self.wait_delivered("smtp", result.accepted)
+        self.rows += submission.rows(result, api_rate=self.single_rate)
 
     @contextlib.contextmanager
     def workers_paused(self):

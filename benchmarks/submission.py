@@ -1,16 +1,12 @@
 """SMTP submission under load: messages accepted per second over 8 smtplib connections.
 
-A phase for ``benchmarks.run`` (not hooked in there yet). It starts the `submission` process
+A phase of ``benchmarks.run`` (after the single accepts). It starts the `submission` process
 as the Procfile does (``manage.py submission_smtp``) with the stack's environment and a
 self-signed certificate, opens the connections (STARTTLS, AUTH with an API key) before the
 clock starts, submits ``count`` messages (each connection reusing its session), and times
 from the first ``MAIL FROM`` to the last ``250``: every ``250`` means the message and its
 delivery were committed, as a ``202`` does. The messages are then the workers' like any
 other phase's (``wait_final(phase, ...)`` sees them).
-
-    from benchmarks import submission
-    result = submission.measure(stack, mail=mail, phase="smtp", count=2000)
-    rows += submission.rows(result, api_rate=single_accept_rate)
 """
 
 from __future__ import annotations
