@@ -6,7 +6,8 @@ A session: ``EHLO``, ``STARTTLS``, ``AUTH PLAIN`` or ``AUTH LOGIN`` with an API 
 password (the username is not looked at: any will do), then any number of messages. The key
 is checked as the API checks it (``api.authentication``), and again at each ``MAIL FROM``, so
 that a revoked key sends nothing more; each ``MAIL FROM`` counts as one request against the
-key's rate limit, the API's counter (``accounts.rate_limit``).
+key's rate limit, the API's counter (``accounts.rate_limit``). A test-mode key's messages are
+test mail, as through the API: the simulator settles them and no relay sees them.
 
 The replies a client acts on:
 
