@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from deliveries.models import Delivery, Event, Suppression
 from deliveries.services.suppressions import suppression_add
+from deliveries.services.transitions import EVENT_SOURCE_COLUMNS, events_of
 from deliveries.states import EVENT_OF_REPORT, EventType
 
 
@@ -41,29 +42,9 @@ def deliveries_complain(
             )
             .filter(~Exists(complained))
             .select_for_update(of=("self",))
-            .values_list(
-                "id",
-                "message_id",
-                "message__client_id",
-                "address",
-                "attempts",
-                "message__test_mode",
-            )
+            .values_list(*EVENT_SOURCE_COLUMNS)
         )
-        Event.objects.bulk_create(
-            Event(
-                client_id=client_id,
-                message_id=message_id,
-                delivery_id=delivery_id,
-                type=EventType.COMPLAINED,
-                recipient=address,
-                attempt=attempts,
-                reply=detail,
-                created_at=now,
-                test_mode=test_mode,
-            )
-            for delivery_id, message_id, client_id, address, attempts, test_mode in rows
-        )
+        Event.objects.bulk_create(events_of(rows, type=EventType.COMPLAINED, now=now, reply=detail))
         for _, _, client_id, address, _, _ in rows:
             suppression_add(
                 client_id=client_id,

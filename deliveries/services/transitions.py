@@ -28,6 +28,46 @@ from deliveries.states import (
 
 S = DeliveryStatus
 
+#: What an event is made from, read off each delivery row it is about (``events_of``).
+EVENT_SOURCE_COLUMNS = (
+    "id",
+    "message_id",
+    "message__client_id",
+    "address",
+    "attempts",
+    "message__test_mode",
+)
+
+
+def events_of(
+    rows: Iterable[tuple[Any, ...]],
+    *,
+    type: str,
+    now: datetime,
+    smtp_code: int | None = None,
+    enhanced_code: str = "",
+    reply: str = "",
+    next_attempt_at: datetime | None = None,
+) -> list[Event]:
+    """One unsaved ``Event`` of ``type`` for each row of ``EVENT_SOURCE_COLUMNS``."""
+    return [
+        Event(
+            client_id=client_id,
+            message_id=message_id,
+            delivery_id=delivery_id,
+            type=type,
+            recipient=address,
+            attempt=attempts,
+            smtp_code=smtp_code,
+            enhanced_code=enhanced_code,
+            reply=reply,
+            next_attempt_at=next_attempt_at,
+            created_at=now,
+            test_mode=test_mode,
+        )
+        for delivery_id, message_id, client_id, address, attempts, test_mode in rows
+    ]
+
 
 def deliveries_transition(
     *, delivery_ids: Collection[int], to: DeliveryStatus, where: Q | None = None, **fields: Any
@@ -49,37 +89,22 @@ def deliveries_transition(
         return queryset.update(status=to, updated_at=now, **fields)
     with transaction.atomic():
         # Lock, then update exactly the locked rows: the events then name the rows that moved.
-        rows = list(
-            queryset.select_for_update(of=("self",)).values_list(
-                "id",
-                "message_id",
-                "message__client_id",
-                "address",
-                "attempts",
-                "message__test_mode",
-            )
-        )
+        rows = list(queryset.select_for_update(of=("self",)).values_list(*EVENT_SOURCE_COLUMNS))
         if not rows:
             return 0
         Delivery.objects.filter(id__in=[row[0] for row in rows]).update(
             status=to, updated_at=now, **fields
         )
         Event.objects.bulk_create(
-            Event(
-                client_id=client_id,
-                message_id=message_id,
-                delivery_id=delivery_id,
+            events_of(
+                rows,
                 type=event_type,
-                recipient=address,
-                attempt=attempts,
+                now=now,
                 smtp_code=fields.get("last_code"),
                 enhanced_code=fields.get("last_enhanced_code", ""),
                 reply=fields.get("last_reply", ""),
                 next_attempt_at=fields.get("next_attempt_at"),
-                created_at=now,
-                test_mode=test_mode,
             )
-            for delivery_id, message_id, client_id, address, attempts, test_mode in rows
         )
     return len(rows)
 
