@@ -78,9 +78,14 @@ TRANSITIONS: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
     S.DEFERRED: frozenset({S.QUEUED, S.FAILED, S.CANCELLED}),
     # Only an operator's "retry now" moves a failed delivery (it gave up, the fault is fixed).
     S.FAILED: frozenset({S.QUEUED}),
+    # A relay that answered 250 may still fail to deliver and say so later: a bounce report
+    # (a DSN to the VERP address, or an ESP's webhook) about a delivered delivery
+    # (``services.bounces``). Nothing else moves a delivered delivery.
+    S.DELIVERED: frozenset({S.BOUNCED}),
 }
 
 #: Statuses that will change again without anyone asking; the dispatcher's index covers these.
+#: (A `delivered` delivery is final in this sense too: only a bounce report moves it.)
 ACTIVE = frozenset({S.SCHEDULED, S.QUEUED, S.SENDING, S.DEFERRED})
 FINAL = frozenset(S) - ACTIVE
 

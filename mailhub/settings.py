@@ -8,6 +8,7 @@ embedded capture SMTP server, so nothing leaves the machine until a relay is con
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "accounts",
+    "domains",
     "api",
     "deliveries",
     "webhooks",
@@ -319,6 +321,40 @@ MAILHUB_TEMPLATE_MAX_OUTPUT_CHARS = env_int(
 
 # --- Embedded capture server (the default relay) ------------------------------------------------
 MAILHUB_CAPTURE_DIR = Path(env_str("MAILHUB_CAPTURE_DIR", str(BASE_DIR / "var" / "mail")))
+
+# --- Deliverability -----------------------------------------------------------------------------
+# The domain bounce reports come back to. Set, each delivery is sent with its own VERP envelope
+# sender, bounce+<signed token>@<this domain> (deliveries/tokens.py), and the `bounces` process
+# takes reports for it; its MX must point at that process. Empty: the envelope sender is the
+# From address, and reports go there, not to Mailhub.
+MAILHUB_BOUNCE_DOMAIN = env_str("MAILHUB_BOUNCE_DOMAIN", "").strip().lower().rstrip(".")
+if MAILHUB_BOUNCE_DOMAIN and not re.fullmatch(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}", MAILHUB_BOUNCE_DOMAIN
+):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"MAILHUB_BOUNCE_DOMAIN must be a domain name like bounces.example.com, "
+        f"got {MAILHUB_BOUNCE_DOMAIN!r}"
+    )
+
+# DKIM private keys are stored encrypted with these Fernet keys (comma-separated; make one with
+# `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`).
+# The first encrypts, every one decrypts: to rotate, put a new key first, run
+# `manage.py domains reencrypt`, then drop the old one. ./scripts/start generates one into .env.
+MAILHUB_DKIM_ENCRYPTION_KEYS = env_list("MAILHUB_DKIM_ENCRYPTION_KEYS", "")
+for _key in MAILHUB_DKIM_ENCRYPTION_KEYS:
+    try:
+        from cryptography.fernet import Fernet
+
+        Fernet(_key)
+    except ValueError:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            "MAILHUB_DKIM_ENCRYPTION_KEYS holds a value that is not a Fernet key "
+            "(32 url-safe base64-encoded bytes)"
+        ) from None
 
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-deliveries": {

@@ -9,6 +9,10 @@ import uuid
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
 os.environ.setdefault("MAILHUB_QUEUE_PREFIX", f"test-{uuid.uuid4().hex[:8]}.")
+# A fixed Fernet key (tests only): DKIM private keys made by a test are encrypted with it.
+os.environ.setdefault(
+    "MAILHUB_DKIM_ENCRYPTION_KEYS", "dGVzdHMtb25seS1ka2ltLWVuY3J5cHRpb24ta2V5ISE="
+)
 
 from mailhub.settings import *  # noqa: F403
 

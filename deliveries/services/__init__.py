@@ -1,7 +1,8 @@
 """Writes: every one in the engine is here. Import services from this package; the modules below
 group them by subject: accepting mail (``accept``, its SQL in ``storing``), sending it
-(``sending``), moving deliveries through the state machine (``transitions``), complaints,
-suppressions, templates, and what operators do (``operator``)."""
+(``sending``), moving deliveries through the state machine (``transitions``), bounces and
+complaints reported after delivery, suppressions, templates, and what operators do
+(``operator``)."""
 
 from deliveries.services.accept import (
     AttachmentDraft,
@@ -10,6 +11,7 @@ from deliveries.services.accept import (
     message_accept,
     messages_accept,
 )
+from deliveries.services.bounces import deliveries_bounce_reported
 from deliveries.services.complaints import deliveries_complain
 from deliveries.services.operator import (
     CANCELLABLE,
@@ -62,6 +64,7 @@ __all__ = [
     "TemplateExists",
     "attempts_record",
     "chunked",
+    "deliveries_bounce_reported",
     "deliveries_cancel",
     "deliveries_claim",
     "deliveries_complain",

@@ -1,6 +1,6 @@
 """The arrows between Mailhub's apps run one way (ARCHITECTURE.md).
 
-    api, webhooks -> deliveries -> accounts -> mailhub
+    api, webhooks -> deliveries -> domains -> accounts -> mailhub
 
 The engine (`deliveries`) never imports the REST layer: a new way in goes beside the validator
 it uses, in `api/`. Every import counts, at the top of a module or inside a function.
@@ -19,9 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "mailhub": frozenset(),
     "accounts": frozenset({"mailhub"}),
-    "deliveries": frozenset({"accounts", "mailhub"}),
-    "api": frozenset({"deliveries", "accounts", "mailhub"}),
-    "webhooks": frozenset({"api", "deliveries", "accounts", "mailhub"}),
+    "domains": frozenset({"accounts", "mailhub"}),
+    "deliveries": frozenset({"domains", "accounts", "mailhub"}),
+    "api": frozenset({"deliveries", "domains", "accounts", "mailhub"}),
+    "webhooks": frozenset({"api", "deliveries", "domains", "accounts", "mailhub"}),
 }
 
 #: The project's URLconf puts every app's URLs together: it is the one module allowed to.

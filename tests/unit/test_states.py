@@ -56,13 +56,22 @@ def test_a_suppressed_delivery_never_moves(target):
         check_transition(S.SUPPRESSED, target)
 
 
-# A failed delivery is final too, but an operator's "retry now" may be allowed to requeue it.
-@pytest.mark.parametrize("source", [S.DELIVERED, S.BOUNCED, S.CANCELLED, S.SUPPRESSED])
+# A failed delivery is final too, but an operator's "retry now" may be allowed to requeue it;
+# a delivered one may still bounce (below).
+@pytest.mark.parametrize("source", [S.BOUNCED, S.CANCELLED, S.SUPPRESSED])
 def test_a_final_status_has_no_way_out(source):
     assert source not in TRANSITIONS
     for target in S:
         with pytest.raises(IllegalTransition):
             check_transition(source, target)
+
+
+def test_a_delivered_delivery_may_only_bounce_later():
+    assert TRANSITIONS[S.DELIVERED] == {S.BOUNCED}
+    check_transition(S.DELIVERED, S.BOUNCED)
+    for target in set(S) - {S.BOUNCED}:
+        with pytest.raises(IllegalTransition):
+            check_transition(S.DELIVERED, target)
 
 
 def test_the_final_statuses_are_the_ones_no_worker_or_dispatcher_moves_on():
