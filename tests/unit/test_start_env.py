@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 START = Path(__file__).resolve().parents[2] / "scripts" / "start"
 BEGIN = "# --- .env: the secrets of this installation"
@@ -40,6 +41,7 @@ def test_a_first_start_generates_every_secret_the_metrics_token_included(tmp_pat
     assert re.fullmatch(r"[A-Za-z0-9_-]{60,}", env["DJANGO_SECRET_KEY"])
     assert env["FLOWER_BASIC_AUTH"].startswith("admin:")
     assert env["DJANGO_DEBUG"] == "0"
+    Fernet(env["MAILHUB_DKIM_ENCRYPTION_KEYS"])  # a key the settings accept
     assert stat.S_IMODE((tmp_path / ".env").stat().st_mode) == 0o600
 
 
