@@ -38,11 +38,12 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import DEFAULT_ATTACHMENT_MIME_TYPE
+from rest_framework.exceptions import ValidationError
 
 from accounts.services import client_get_or_create
 from api.errors import validation_summary
 from api.serializers.fields import RESERVED_HEADERS
-from api.serializers.intake import MessageCreateSerializer
+from api.serializers.intake import MessageValidator
 from deliveries.mime import attachment_headers
 from deliveries.services import AttachmentDraft, MessageDraft, messages_accept
 
@@ -59,11 +60,12 @@ class InvalidEmail(ValueError):
 class MailhubBackend(BaseEmailBackend):
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
         drafts = []
+        validator = EmailValidator()  # one for the call: what the messages share is checked once
         for email in email_messages:
             if not email.recipients():
                 continue
             try:
-                drafts.append(email_to_draft(email))
+                drafts.append(email_to_draft(email, validator=validator))
             except InvalidEmail:
                 if not self.fail_silently:
                     raise
@@ -81,7 +83,36 @@ class MailhubBackend(BaseEmailBackend):
         return len(drafts)
 
 
-def email_to_draft(email: EmailMessage) -> MessageDraft:
+class EmailValidator:
+    """The API's validation of the payloads of one ``send_messages`` call (``MessageValidator``).
+
+    Values most messages share, an empty list of Cc addresses or the one From address of the
+    application, are put in each payload as the very object of the validator's defaults, so that
+    each is validated once for the whole call instead of once per message.
+    """
+
+    def __init__(self) -> None:
+        self._defaults: dict[str, object] = {
+            "cc": [],
+            "bcc": [],
+            "reply_to": [],
+            "html": "",
+            "headers": {},
+            "tags": [],
+            "priority": settings.MAILHUB_EMAIL_BACKEND_PRIORITY,
+        }
+        self._validator = MessageValidator(self._defaults)
+
+    def draft(self, payload: dict[str, object]) -> MessageDraft:
+        shared = self._defaults
+        shared.setdefault("from", payload["from"])  # the first message's: most send as one
+        for name, value in payload.items():
+            if name in shared and value == shared[name]:
+                payload[name] = shared[name]
+        return self._validator.draft(payload)
+
+
+def email_to_draft(email: EmailMessage, *, validator: EmailValidator | None = None) -> MessageDraft:
     """Translate a Django EmailMessage into a validated MessageDraft, or raise InvalidEmail."""
     headers = {name: str(value) for name, value in email.extra_headers.items()}
     lowered = {name.lower(): name for name in headers}
@@ -97,7 +128,7 @@ def email_to_draft(email: EmailMessage) -> MessageDraft:
     if dropped:
         logger.debug("dropped headers Mailhub writes itself: %s", ", ".join(dropped))
     text, html = _bodies(email)
-    payload = {
+    payload: dict[str, object] = {
         "from": sender,
         "to": list(email.to),
         "cc": list(email.cc),
@@ -111,14 +142,15 @@ def email_to_draft(email: EmailMessage) -> MessageDraft:
         "priority": (priority or settings.MAILHUB_EMAIL_BACKEND_PRIORITY).strip().lower(),
         "tags": [tag.strip() for tag in tags.split(",") if tag.strip()],
     }
-    serializer = MessageCreateSerializer(data=payload)
-    if not serializer.is_valid():
-        problems = validation_summary(serializer.errors)
-        raise InvalidEmail(f"Mailhub cannot send {email.subject!r}: {problems}")
+    try:
+        draft = (validator or EmailValidator()).draft(payload)
+    except ValidationError as exc:
+        problems = validation_summary(exc.detail)
+        raise InvalidEmail(f"Mailhub cannot send {email.subject!r}: {problems}") from None
     attachments = [_attachment(part) for part in email.attachments]
     if problem := attachments_problem(attachments):
         raise InvalidEmail(f"Mailhub cannot send {email.subject!r}: {problem}")
-    return dataclasses.replace(serializer.to_draft(), text=text, attachments=attachments)
+    return dataclasses.replace(draft, text=text, attachments=attachments)
 
 
 def attachments_problem(attachments: Sequence[AttachmentDraft]) -> str:

@@ -6,8 +6,11 @@ from email.mime.image import MIMEImage
 import pytest
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.utils.translation import gettext_lazy
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from api.backends import InvalidEmail, email_to_draft
+from api.backends import EmailValidator, InvalidEmail, email_to_draft
 
 
 def test_a_django_message_becomes_a_draft_with_every_part(settings):
@@ -180,3 +183,39 @@ def test_unlike_the_api_a_part_may_have_no_name_and_be_an_attached_message():
         ("", "image/png"),
         ("", "message/rfc822"),
     ]
+
+
+_SENDERS = ["Shop <no-reply@shop.test>", "no-reply@shop.test", "Shop <bad address>", "\u2028@x"]
+_LISTS = [[], ["carl@example.com"], ["not an address"], ["a@example.com\r\nBcc: x@evil.test"]]
+
+
+def _outcome(email, validator=None):
+    try:
+        return email_to_draft(email, validator=validator)
+    except InvalidEmail as exc:
+        return str(exc)
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_SENDERS),
+            st.sampled_from(_LISTS),
+            st.sampled_from(_LISTS),
+            st.sampled_from(["", "low", "urgent", "HIGH"]),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_call_of_many_messages_validates_each_as_it_would_be_validated_alone(emails):
+    """The backend validates what one call's messages share once (EmailValidator); each
+    message's draft, or its refusal, is still exactly what validating it alone gives."""
+    shared = EmailValidator()
+    for sender, cc, reply_to, priority in emails:
+        headers = {"X-Mailhub-Priority": priority} if priority else {}
+        email = EmailMessage(
+            "Hi", "Body", sender, ["ann@example.com"], cc=cc, reply_to=reply_to, headers=headers
+        )
+        assert _outcome(email, shared) == _outcome(email)
