@@ -20,6 +20,8 @@ until the mail of the one before is delivered:
    first accept to the last arrival at the sink; latencies from Postgres
    (Delivery.delivered_at - Message.created_at);
 4. `high` behind a backlog: 5,000 `low` messages, then 50 `high` ones;
+4a. retries: 2,000 messages while the sink answers 2 % of RCPT commands with 451: every one
+   delivered once, and each retry's wait held to the backoff policy (its distribution printed);
 5. (unless --skip-peers) the peer comparison (``benchmarks.peer_phases``): Mailhub beside
    django-post-office, started beside the stack (``benchmarks.peer``), the same N into the same
    sink: drain, enqueue and enqueue → last delivered, with the ratios issue 15 asks for;
@@ -93,6 +95,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backlog", type=int, default=5000, help="low messages queued first")
     parser.add_argument("--high", type=int, default=50, help="high messages sent behind them")
     parser.add_argument(
+        "--retry-messages",
+        type=int,
+        default=2000,
+        help="messages of the retry phase, 2 %% of whose RCPTs get 451 (0: no retry phase)",
+    )
+    parser.add_argument(
         "--domains", type=int, default=1, help="recipient domains mail is spread over (default 1)"
     )
     parser.add_argument("--skip-million", action="store_true", help="skip the dispatcher part")
@@ -148,6 +156,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.peer_concurrency is None:
         args.peer_concurrency = args.general_concurrency
     return args
+
+
+#: The share of RCPT commands the sink answers 451 in the retry phase (issue 15's "2 %").
+RETRY_FAULT_SHARE = 0.02
+#: Seconds a worker may take to pick up a republished task, on top of the dispatcher's tick.
+RETRY_TAKE_SECONDS = 5.0
 
 
 def budget(count: int) -> float:
@@ -410,6 +424,7 @@ class Benchmark:
             self.api_alone()
             self.end_to_end()
             self.high_behind_backlog()
+            self.retries()
         if self.peer is not None:
             self.comparison = PeerComparison(self, self.peer)
             self.comparison.run(self.args.rounds)
@@ -680,6 +695,69 @@ class Benchmark:
                 "s",
             ),
             Row("low still to deliver when the last high arrived", low_after, "msgs"),
+        ]
+
+    def retries(self) -> None:
+        """2 % of RCPT commands answered 451: the deferred deliveries wait out the backoff and
+        are delivered by a later attempt; nothing is lost or sent twice, and every wait is the
+        policy's plus at most the dispatcher's share (a tick and the time to take the task)."""
+        from django.conf import settings
+
+        from benchmarks.retries import AttemptTimes, retry_waits
+        from deliveries import conf
+        from deliveries.models import Attempt
+        from tests.support.sink import RCPT_451
+
+        count = self.args.retry_messages
+        if count <= 0:
+            return
+        policy = conf.retry_policy()
+        # Up to three deferrals of one delivery (2 % each) fit in the wait.
+        backoff = sum(
+            policy.delay(attempt, rand=lambda: 0.0).total_seconds() for attempt in (1, 2, 3)
+        )
+        say(f"retries: {count:,} messages, {RETRY_FAULT_SHARE:.0%} of RCPT commands answered 451")
+        self.stack.sink.fail_share([RCPT_451], RETRY_FAULT_SHARE)
+        try:
+            self.send_batches("retry", count)
+            arrived = self.stack.sink.wait_for(
+                "retry", count, timeout=budget(count) + backoff, progress=True
+            )
+        finally:
+            injected = self.stack.sink.fail_share([]).get(RCPT_451, 0)
+        wait_final("retry", count, timeout=30)
+        times = [
+            AttemptTimes(*row)
+            for row in Attempt.objects.filter(delivery__address__startswith="retry-").values_list(
+                "delivery_id", "number", "started_at", "duration_ms"
+            )
+        ]
+        waits = retry_waits(times, policy)
+        # The dispatcher's share: up to a tick until the row is found due, and the time for a
+        # worker to take the task it publishes.
+        slack = settings.MAILHUB_DISPATCH_INTERVAL_SECONDS + RETRY_TAKE_SECONDS
+        outside = sum(1 for wait in waits if not wait.within(slack))
+        first = [wait.seconds for wait in waits if wait.after_attempt == 1]
+        lowest, highest = (waits[0].lowest, waits[0].highest) if waits else (None, None)
+        self.rows += [
+            heading(f"Retries: {count:,} messages, {RETRY_FAULT_SHARE:.0%} of RCPTs answered 451"),
+            Row("RCPT commands answered 451", injected, "cmds"),
+            Row(
+                "delivered (distinct at the sink)", arrived["distinct"], "msgs", Target("==", count)
+            ),
+            Row("retries (a later attempt after a deferral)", len(waits), "attempts"),
+            *spread_rows("wait before the 2nd attempt", first, scale=1, unit="s"),
+            Row(
+                "policy's wait before the 2nd attempt",
+                f"{lowest:g}-{highest:g}" if waits else "none",
+                "s",
+            ),
+            Row(
+                f"waits outside the policy (+{slack:g} s for the dispatcher)",
+                outside,
+                "waits",
+                Target("==", 0),
+            ),
         ]
 
     def soak(self) -> None:

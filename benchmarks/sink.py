@@ -72,6 +72,16 @@ class CountingHandler(ScriptedHandler):
         with self._lock:
             return dict(self.arrived[phase])
 
+    def fail_share(self, faults: list[str], fraction: float) -> dict[str, int]:
+        """Until called again with no faults: ``fraction`` of the transactions meet one of
+        ``faults`` (``tests.support.sink``'s); returns how many of each were injected so far."""
+        if faults:
+            self.fail_randomly(faults, fraction=fraction)
+        else:
+            self.stop_failing()
+        with self._lock:
+            return dict(self.faults_injected)
+
     def duplicates(self) -> dict:
         with self._lock:
             repeated = {mid: n for mid, n in self.seen.items() if n > 1}
@@ -144,6 +154,9 @@ class SinkProcess:
 
     def duplicates(self) -> dict:
         return self._ask("duplicates")
+
+    def fail_share(self, faults: list[str], fraction: float = 0.0) -> dict[str, int]:
+        return self._ask("fail_share", faults, fraction)
 
     def wait_for(
         self,
