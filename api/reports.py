@@ -23,8 +23,11 @@ of bounded length, so it can go into a log line, a database column or a webhook 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email
 import logging
+import quopri
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -34,6 +37,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 import flufl.bounce
+from flufl.bounce import _scan as flufl_scan
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +219,12 @@ def _field_blocks(part: Message) -> list[dict[str, list[str]]]:
     unparsed body is read here."""
     blocks: list[dict[str, list[str]]] = []
     payload = part.get_payload()
-    if isinstance(payload, list):
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if isinstance(payload, list) and encoding in ("base64", "quoted-printable"):
+        # Parsed as fields before it was decoded: put the text together again and decode it.
+        text = "\n\n".join(_serialized(sub) for sub in payload if isinstance(sub, Message))
+        blocks = _blocks_of_text(_decoded(text, encoding).decode("utf-8", "replace"))
+    elif isinstance(payload, list):
         for sub in payload[: MAX_RECIPIENTS + 1]:
             if not isinstance(sub, Message):
                 continue
@@ -228,6 +237,22 @@ def _field_blocks(part: Message) -> list[dict[str, list[str]]]:
         if isinstance(raw, bytes):
             blocks = _blocks_of_text(raw.decode("utf-8", "replace"))
     return [block for block in blocks if block][: MAX_RECIPIENTS + 1]
+
+
+def _decoded(text: str, encoding: str) -> bytes:
+    if encoding == "quoted-printable":
+        return quopri.decodestring(text.encode("utf-8", "surrogateescape"))
+    letters = re.sub(r"[^A-Za-z0-9+/]", "", text)
+    try:
+        return base64.b64decode(letters[: len(letters) - len(letters) % 4])
+    except binascii.Error:
+        return b""
+
+
+def _serialized(message: Message) -> str:
+    body = message.get_payload()
+    header = "".join(f"{name}:{value}\n" for name, value in message.items())
+    return header + ("\n" + body if isinstance(body, str) and body else "")
 
 
 def _blocks_of_text(text: str) -> list[dict[str, list[str]]]:
@@ -355,7 +380,7 @@ def _is_auto_reply(message: Message) -> bool:
 
 
 def _heuristic_reports(message: Message) -> list[Report]:
-    temporary, permanent = flufl.bounce.all_failures(message)
+    temporary, permanent = _detected_failures(message)
     if not temporary and not permanent:
         return []
     text = _readable_text(message)
@@ -393,6 +418,24 @@ def _heuristic_reports(message: Message) -> list[Report]:
             original=None,
         )
     ]
+
+
+def _detected_failures(message: Message) -> tuple[frozenset[bytes], frozenset[bytes]]:
+    """flufl.bounce's ``all_failures``: its detectors in its order, the first that finds
+    something answering. Run here one by one, because its own loop gives up on the first
+    detector that raises (some do, on a From: without an address), skipping the rest."""
+    detectors = getattr(flufl_scan, "_DETECTORS", None)
+    if not isinstance(detectors, list):  # a flufl.bounce that moved its list: its own loop
+        return flufl.bounce.all_failures(message)
+    for detector in detectors:
+        try:
+            temporary, permanent = detector().process(message)
+        except Exception as error:
+            logger.debug("bounce detector %s failed: %r", detector.__name__, error)
+            continue
+        if temporary or permanent:
+            return frozenset(temporary), frozenset(permanent)
+    return frozenset(), frozenset()
 
 
 def _readable_text(message: Message) -> str:
