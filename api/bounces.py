@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from api.reports import DeliveryReport, FeedbackReport, Report, clean_text, parse_reports
 from deliveries.selectors import delivery_address
@@ -113,7 +113,7 @@ def report_apply(*, report: Report, rcpt: str, bounce_domain: str) -> Outcome:
     if isinstance(report, FeedbackReport):
         return _complaint_apply(report, ids)
     if not ids:
-        return Outcome(False, f"{report.format} report to {rcpt}: no valid VERP token")
+        return Outcome(False, f"{report.format} report to {clean_text(rcpt)}: no valid VERP token")
     [delivery_id] = ids
     return _bounce_apply(report, delivery_id)
 
@@ -141,7 +141,9 @@ def _bounce_apply(report: DeliveryReport, delivery_id: int) -> Outcome:
         enhanced_code=hard.status,
     )
     if not moved:
-        return Outcome(False, f"delivery {delivery_id} was not delivered: nothing to change")
+        return Outcome(
+            False, f"delivery {delivery_id} is not `delivered` (a repeated report?): no change"
+        )
     return Outcome(True, f"delivery {delivery_id} bounced ({hard.status}, {report.format})")
 
 
@@ -173,7 +175,7 @@ def reports_receive(
     if not reports:
         logger.info(
             "dropped a message from <%s> to %s: no bounce or complaint report in it",
-            clean_text(mail_from),
+            clean_text(mail_from).strip("<>"),
             clean_text(", ".join(rcpt_tos)),
         )
         return
@@ -243,8 +245,13 @@ class BouncesHandler:
                     content=content, rcpt_tos=rcpt_tos, mail_from=mail_from, config=self.config
                 )
             )
+        except DatabaseError as error:
+            logger.error("could not apply a report (database): %s", clean_text(str(error)))
+            return "451 4.3.0 Mailhub could not take the report now; try again later"
         except Exception:
-            logger.exception("could not apply a report from <%s>", clean_text(mail_from))
+            logger.exception(
+                "could not apply a report from <%s>", clean_text(mail_from).strip("<>")
+            )
             return "451 4.3.0 Mailhub could not take the report now; try again later"
         finally:
             self.in_flight -= 1
