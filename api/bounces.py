@@ -31,28 +31,23 @@ The replies a sending server acts on:
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 import socket
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
 
 from api.reports import DeliveryReport, FeedbackReport, Report, clean_text, parse_reports
+from api.smtp_threads import DrainingController, ThreadedHandler
 from deliveries.selectors import delivery_address
 from deliveries.services import deliveries_bounce_reported, deliveries_complain
 from deliveries.tokens import delivery_of_verp_address
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 #: Recipients of one transaction (a report has one; a few more are tolerated).
 MAX_RECIPIENTS = 20
@@ -142,7 +137,7 @@ def _bounce_apply(report: DeliveryReport, delivery_id: int) -> Outcome:
     )
     if not moved:
         return Outcome(
-            False, f"delivery {delivery_id} is not `delivered` (a repeated report?): no change"
+            False, f"delivery {delivery_id} is no longer delivered (a repeated report?): no change"
         )
     return Outcome(True, f"delivery {delivery_id} bounced ({hard.status}, {report.format})")
 
@@ -188,28 +183,12 @@ def reports_receive(
 # -- the SMTP side ------------------------------------------------------------------------
 
 
-class BouncesHandler:
+class BouncesHandler(ThreadedHandler):
     """aiosmtpd's handler: RCPT for the bounce domain only; DATA read and applied in a thread."""
 
     def __init__(self, config: BouncesConfig) -> None:
+        super().__init__(threads=THREADS, name="bounces")
         self.config = config
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=THREADS, thread_name_prefix="bounces"
-        )
-        #: Reports being applied right now (a stopping server waits for them).
-        self.in_flight = 0
-
-    async def run(self, job: Callable[[], T]) -> T:
-        """``job`` in one of the threads, its database connection managed as for a request."""
-
-        def managed() -> T:
-            close_old_connections()
-            try:
-                return job()
-            finally:
-                close_old_connections()
-
-        return await asyncio.get_running_loop().run_in_executor(self.executor, managed)
 
     async def handle_exception(self, error: Exception) -> str:
         logger.error("SMTP session failed", exc_info=error)
@@ -258,14 +237,15 @@ class BouncesHandler:
         return "250 2.0.0 OK"
 
 
-class BouncesController(Controller):
-    """Runs the server on its own event loop in a thread (``start``, ``stop``)."""
+class BouncesController(DrainingController):
+    """Runs the server on its own event loop in a thread (``start``, ``stop``,
+    ``stop_gracefully``: the reports being applied get their reply)."""
+
+    drain_seconds = DRAIN_SECONDS
 
     def __init__(self, config: BouncesConfig) -> None:
-        self.config = config
-        self.bounces = BouncesHandler(config)
         super().__init__(
-            self.bounces,
+            BouncesHandler(config),
             hostname=config.host,
             port=config.port,
             server_hostname=config.hostname,
@@ -273,14 +253,3 @@ class BouncesController(Controller):
             data_size_limit=config.max_message_bytes,
             enable_SMTPUTF8=True,  # RFC 6533 reports about international addresses
         )
-
-    def stop_gracefully(self, *, drain_seconds: float = DRAIN_SECONDS) -> None:
-        """Stop accepting connections, let the reports being applied finish, then stop."""
-        server = self.server
-        if server is not None:
-            self.loop.call_soon_threadsafe(server.close)
-        deadline = time.monotonic() + drain_seconds
-        while self.bounces.in_flight and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.stop()
-        self.bounces.executor.shutdown(wait=True)

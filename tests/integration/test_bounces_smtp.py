@@ -6,17 +6,21 @@ address changes nothing, and still gets its 250."""
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 from deliveries.models import Delivery, Event, Message, Suppression
 from deliveries.states import DeliveryStatus, MessageStatus
+from deliveries.tokens import verp_address
 from tests.integration.conftest import worker_log_dir
 from tests.support.bounces import BouncesProcess, report_for
 from tests.support.ops import seed_message
 from tests.support.sink import free_port
-from tests.support.workers import database_url
+from tests.support.workers import ROOT, database_url
 
 # Committed data: the bounces process reads it from its own connection.
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -208,3 +212,28 @@ def test_with_the_database_away_a_report_gets_451_so_the_sender_tries_again(acme
 
     assert code == 451
     assert unchanged(delivery)
+
+
+def test_the_readme_example_bounces_a_delivery_as_printed(bounces, acme):
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(
+        r"<!-- mailhub-bounce-example -->\n```python\n(.*?)```\n<!-- /mailhub-bounce-example -->",
+        readme,
+        re.S,
+    )
+    assert block, "the README's bounce example is missing"
+    delivery = delivered_to(acme.client, "ann@example.com")
+    env = {**os.environ, "BOUNCES_HOST": "127.0.0.1", "BOUNCES_PORT": str(bounces.port)}
+    verp = verp_address(delivery.id, bounce_domain=DOMAIN)
+
+    run = subprocess.run(
+        [sys.executable, "-c", block.group(1), verp, "ann@example.com"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert run.returncode == 0, run.stderr
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.last_enhanced_code) == (S.BOUNCED, "5.1.1")

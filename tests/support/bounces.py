@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from deliveries.tokens import verp_address
-from tests.support.processes import ManagedProcess
+from tests.support.processes import SmtpServerProcess
 from tests.support.sink import free_port
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "bounces"
@@ -16,7 +16,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "data" / "bounces"
 PLACEHOLDER = "bounce+VERPTOKEN@bounces.example.com"
 
 
-class BouncesProcess(ManagedProcess):
+class BouncesProcess(SmtpServerProcess):
     """``manage.py bounces_smtp`` on a free loopback port, for ``bounce_domain``."""
 
     kind = "bounces server"
@@ -41,14 +41,6 @@ class BouncesProcess(ManagedProcess):
             "MAILHUB_BOUNCES_BIND": f"127.0.0.1:{self.port}",
             "MAILHUB_BOUNCES_MAX_MESSAGE_BYTES": str(max_message_bytes),
         }
-
-    def is_ready(self) -> bool:
-        try:
-            with smtplib.SMTP("127.0.0.1", self.port, timeout=2) as smtp:
-                smtp.noop()
-            return True
-        except (OSError, smtplib.SMTPException):
-            return False
 
     def send(self, content: bytes, *, rcpt: str, mail_from: str = "") -> tuple[int, bytes]:
         """One transaction from the null sender, as reports come: the first reply that is not
