@@ -229,9 +229,9 @@ def _field_blocks(part: Message) -> list[dict[str, list[str]]]:
             if not isinstance(sub, Message):
                 continue
             blocks.append(_block(sub.items()))
-            rest = sub.get_payload()
-            if isinstance(rest, str) and rest.strip():
-                blocks.extend(_blocks_of_text(rest))
+            rest = None if sub.is_multipart() else sub.get_payload(decode=True)
+            if isinstance(rest, bytes) and rest.strip():  # as bytes: UTF-8 stays UTF-8
+                blocks.extend(_blocks_of_text(rest.decode("utf-8", "replace")))
     else:
         raw = part.get_payload(decode=True)
         if isinstance(raw, bytes):
@@ -250,9 +250,11 @@ def _decoded(text: str, encoding: str) -> bytes:
 
 
 def _serialized(message: Message) -> str:
-    body = message.get_payload()
+    body = None if message.is_multipart() else message.get_payload(decode=True)
     header = "".join(f"{name}:{value}\n" for name, value in message.items())
-    return header + ("\n" + body if isinstance(body, str) and body else "")
+    if not isinstance(body, bytes) or not body:
+        return header
+    return header + "\n" + body.decode("utf-8", "surrogateescape")
 
 
 def _blocks_of_text(text: str) -> list[dict[str, list[str]]]:
@@ -272,8 +274,17 @@ def _blocks_of_text(text: str) -> list[dict[str, list[str]]]:
 def _block(items: Sequence[tuple[str, object]]) -> dict[str, list[str]]:
     block: dict[str, list[str]] = {}
     for name, value in items[:50]:
-        block.setdefault(name.strip().lower(), []).append(str(value))
+        block.setdefault(name.strip().lower(), []).append(_utf8(str(value)))
     return block
+
+
+def _utf8(value: str) -> str:
+    """A header value the email package read from bytes: 8-bit bytes in it (UTF-8 in reports
+    of RFC 6533, or anything) come back as surrogates; read them as UTF-8."""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte: clean_text replaces it
+        return value
 
 
 def _first(block: dict[str, list[str]], name: str, limit: int = _MAX_FIELD) -> str:
@@ -358,12 +369,16 @@ def _original_beside(parent: Message | None) -> OriginalMessage | None:
                 header = BytesHeaderParser(policy=compat32).parsebytes(raw)
         if header is not None:
             return OriginalMessage(
-                return_path=address_of(clean_text(str(header.get("Return-Path", "")))),
-                message_id=clean_text(str(header.get("Message-ID", ""))),
-                sender=clean_text(str(header.get("From", ""))),
-                recipient=clean_text(str(header.get("To", ""))),
+                return_path=address_of(_header(header, "Return-Path")),
+                message_id=_header(header, "Message-ID"),
+                sender=_header(header, "From"),
+                recipient=_header(header, "To"),
             )
     return None
+
+
+def _header(message: Message, name: str) -> str:
+    return clean_text(_utf8(str(message.get(name, ""))))
 
 
 # -- plain-text bounces ---------------------------------------------------------------------
@@ -507,7 +522,7 @@ def _typed_value(value: str) -> str:
 def address_of(value: str) -> str:
     """The address of a recipient field (``rfc822; <Ann@Example.com>`` -> ``Ann@Example.com``),
     or of a header such as Return-Path; "" when it holds none."""
-    value = _typed_value(value)
+    value = _typed_value(clean_text(value))
     start, end = value.find("<"), value.rfind(">")
     if 0 <= start < end:
         value = value[start + 1 : end]

@@ -334,3 +334,20 @@ def test_every_field_of_a_report_is_covered_by_the_cleanliness_check():
             "tuple[RecipientStatus, ...]",
             "OriginalMessage | None",
         }
+
+
+def test_a_global_dsn_reads_its_utf8_fields():
+    # RFC 6533: the status part of a report about an internationalized address is UTF-8.
+    data = (
+        sample("postfix_user_unknown")
+        .replace(b"message/delivery-status", b"message/global-delivery-status")
+        .replace(
+            b"Diagnostic-Code: smtp; 550 5.1.1", "Diagnostic-Code: smtp; 550 5.1.1 café".encode()
+        )
+    )
+
+    [report] = parse_reports(data)
+
+    assert isinstance(report, DeliveryReport)
+    [recipient] = report.recipients
+    assert recipient.hard and recipient.diagnostic.startswith("smtp; 550 5.1.1 café")
