@@ -296,7 +296,7 @@ def _delivery_report(part: Message, original: OriginalMessage | None) -> Deliver
     per_message = blocks[0] if blocks else {}
     recipients = tuple(
         _recipient_status(block)
-        for block in blocks[1:] or blocks  # some servers write the recipient's fields alone
+        for block in blocks  # the per-message block names no recipient; some servers omit it
         if "final-recipient" in block or "original-recipient" in block
     )
     return DeliveryReport(
@@ -312,10 +312,10 @@ def _recipient_status(block: dict[str, list[str]]) -> RecipientStatus:
     diagnostic = _first(block, "diagnostic-code", MAX_TEXT)
     status_field = _STATUS_FIELD.match(_first(block, "status"))
     status = ".".join(status_field.groups()) if status_field else _status_in(diagnostic)
-    if not status and action == FAILED:
-        status = "5.0.0"  # RFC 3463's "other undefined status": the server says it failed
-    elif not status and action == DELAYED:
-        status = "4.0.0"
+    if not status and "status" not in block:
+        # No Status at all (RFC 3464 requires one): RFC 3463's "other undefined status" of the
+        # class the action says. A Status that cannot be read leaves it unknown: no hard bounce.
+        status = {FAILED: "5.0.0", DELAYED: "4.0.0"}.get(action, "")
     return RecipientStatus(
         action=action if action in ACTIONS else "",
         status=status,
@@ -410,9 +410,10 @@ def _heuristic_reports(message: Message) -> list[Report]:
             # Gmail's old form gives the reason a few paragraphs below the address.
             diagnostic = clean_text(f"{diagnostic} {line}", MAX_TEXT)
             status = _status_in(line)
-        if not status or (action == FAILED) != status.startswith("5."):
-            # The detector's verdict wins over a code quoted elsewhere in the text.
+        if not status or status.startswith("2."):
             status = "5.0.0" if action == FAILED else "4.0.0"
+        # A failure the detector calls permanent with a 4.x.x reply (a server that gave up after
+        # days of "try later") is no hard bounce, as in a DSN: the address may be fine.
         recipients.append(
             RecipientStatus(
                 action=action,

@@ -351,3 +351,28 @@ def test_a_global_dsn_reads_its_utf8_fields():
     assert isinstance(report, DeliveryReport)
     [recipient] = report.recipients
     assert recipient.hard and recipient.diagnostic.startswith("smtp; 550 5.1.1 café")
+
+
+def test_a_plain_text_bounce_that_gave_up_after_temporary_failures_is_no_hard_bounce():
+    gave_up = sample("exim_plain").replace(
+        b"550 5.1.1 <ann@example.org>: Recipient address rejected: User unknown",
+        b"451 4.7.1 <ann@example.org>: Greylisted, retry timeout exceeded",
+    )
+
+    [report] = parse_reports(gave_up)
+
+    assert isinstance(report, DeliveryReport)
+    [recipient] = report.recipients
+    assert (recipient.action, recipient.status, recipient.hard) == (FAILED, "4.7.1", False)
+
+
+def test_a_dsn_without_its_per_message_block_still_names_its_recipient():
+    data = sample("postfix_user_unknown")
+    without = re.sub(rb"Reporting-MTA: dns; relay.example.net\n(.+\n)+?\n", b"", data, count=1)
+    assert b"Reporting-MTA" not in without
+
+    [report] = parse_reports(without)
+
+    assert isinstance(report, DeliveryReport)
+    [recipient] = report.recipients
+    assert recipient.final_recipient == "ann@example.com" and recipient.hard
