@@ -34,23 +34,20 @@ as Django looks after a request's (``close_old_connections`` before and after ea
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import ipaddress
 import logging
 import math
 import re
 import socket
 import ssl
-import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections
+from django.db import IntegrityError
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -60,12 +57,12 @@ from accounts.services import api_key_hash
 from api.authentication import LAST_USED_RESOLUTION, active_key
 from api.mime_intake import UnacceptableMessage, submission_draft
 from api.serializers.fields import AddressField
+from api.smtp_threads import DrainingController, ThreadedHandler
 from deliveries.models import Message
 from deliveries.services import messages_accept
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 #: Failed AUTH commands after which a connection is closed (a key is 256 random bits: three are
 #: plenty for a typo, and a guesser gets nowhere in any number).
@@ -180,30 +177,14 @@ def _address_problem(address: str) -> str:
 # -- the SMTP side (the event loop) ------------------------------------------------------------
 
 
-class SubmissionHandler:
+class SubmissionHandler(ThreadedHandler):
     """aiosmtpd's handler: MAIL, RCPT and DATA, each answered from the API's rules."""
 
     def __init__(self, config: SubmissionConfig) -> None:
+        super().__init__(threads=config.threads, name="submission")
         self.config = config
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=config.threads, thread_name_prefix="submission"
-        )
         #: Authenticated connections per key id, in this process. Only the loop touches it.
         self.connections: Counter[int] = Counter()
-        #: Messages being validated and stored right now (a stopping server waits for them).
-        self.in_flight = 0
-
-    async def run(self, job: Callable[[], T]) -> T:
-        """``job`` in one of the threads, its database connection managed as for a request."""
-
-        def managed() -> T:
-            close_old_connections()
-            try:
-                return job()
-            finally:
-                close_old_connections()
-
-        return await asyncio.get_running_loop().run_in_executor(self.executor, managed)
 
     async def authenticate(self, server: SubmissionSMTP, password: bytes) -> AuthResult:
         try:
@@ -383,8 +364,11 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class SubmissionController(Controller):
-    """Runs the server on its own event loop in a thread (``start``, ``stop``)."""
+class SubmissionController(DrainingController):
+    """Runs the server on its own event loop in a thread (``start``, ``stop``,
+    ``stop_gracefully``: the messages being stored get their 250)."""
+
+    drain_seconds = DRAIN_SECONDS
 
     def __init__(self, config: SubmissionConfig) -> None:
         self.config = config
@@ -406,15 +390,3 @@ class SubmissionController(Controller):
 
     def factory(self) -> SubmissionSMTP:
         return SubmissionSMTP(self.submission, **self.SMTP_kwargs)
-
-    def stop_gracefully(self, *, drain_seconds: float = DRAIN_SECONDS) -> None:
-        """Stop accepting connections, let the messages being stored finish (so that each gets
-        its 250, and is not sent again by a client that never heard it), then stop."""
-        server = self.server
-        if server is not None:
-            self.loop.call_soon_threadsafe(server.close)
-        deadline = time.monotonic() + drain_seconds
-        while self.submission.in_flight and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.stop()
-        self.submission.executor.shutdown(wait=True)

@@ -176,3 +176,8 @@ def messages_purgeable(*, created_before: datetime, client: str = "") -> QuerySe
     if client:
         queryset = queryset.filter(client__name=client)
     return queryset
+
+
+def delivery_address(*, delivery_id: int) -> str | None:
+    """The address a delivery was (or is to be) sent to; None if there is no such delivery."""
+    return Delivery.objects.filter(id=delivery_id).values_list("address", flat=True).first()

@@ -338,6 +338,17 @@ if MAILHUB_BOUNCE_DOMAIN and not re.fullmatch(
         f"got {MAILHUB_BOUNCE_DOMAIN!r}"
     )
 
+# The `bounces` process (api/bounces.py): where it listens for reports sent to the bounce domain.
+# Production: port 25 of the host the bounce domain's MX names (deploy/ maps 25 to it).
+MAILHUB_BOUNCES_BIND = parse_bind(
+    "MAILHUB_BOUNCES_BIND", env_str("MAILHUB_BOUNCES_BIND", "127.0.0.1:2526")
+)
+# The largest report it takes (larger: 552): a DSN quoting the whole original message is as large
+# as that message.
+MAILHUB_BOUNCES_MAX_MESSAGE_BYTES = env_int(
+    "MAILHUB_BOUNCES_MAX_MESSAGE_BYTES", 10 * 1024 * 1024, minimum=1024
+)
+
 # DKIM private keys are stored encrypted with these Fernet keys (comma-separated; make one with
 # `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`).
 # The first encrypts, every one decrypts: to rotate, put a new key first, run

@@ -250,3 +250,14 @@ def test_smtp_submission_is_served_on_587_from_2587_with_the_tls_secret_mounted(
     assert volumes["tls"]["secret"]["secretName"] == "mailhub-submission-tls"
     for name in ("MAILHUB_SUBMISSION_TLS_CERT", "MAILHUB_SUBMISSION_TLS_KEY"):
         assert env[name].startswith(mounts["tls"] + "/"), name
+
+
+def test_the_bounces_server_is_served_on_25_from_2526(manifests):
+    deployment = by_kind(manifests, "Deployment")["mailhub-bounces"]
+    [container] = containers(deployment)
+    assert container["command"] == ["python", "manage.py", "bounces_smtp"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["MAILHUB_BOUNCES_BIND"] == "0.0.0.0:2526"
+    service = by_kind(manifests, "Service")["mailhub-bounces"]
+    [port] = service["spec"]["ports"]
+    assert (port["port"], port["targetPort"]) == (25, "smtp")

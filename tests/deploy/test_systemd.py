@@ -93,6 +93,7 @@ def test_every_service_belongs_to_the_target_and_reads_the_shared_environment():
         "mailhub-beat.service",
         "mailhub-flower.service",
         "mailhub-submission.service",
+        "mailhub-bounces.service",
     }
     for path in services:
         parsed = unit(path.name)
@@ -113,6 +114,17 @@ def test_old_mail_is_purged_daily_by_a_timer_that_catches_up_after_downtime():
     service = unit("mailhub-purge.service")["Service"]
     assert service["Type"] == "oneshot"
     assert "manage.py purge --older-than 30d" in service["ExecStart"]
+
+
+def test_the_bounces_server_binds_25_with_one_capability_and_lets_reports_finish():
+    service = unit("mailhub-bounces.service")["Service"]
+    assert service["ExecStart"].endswith("manage.py bounces_smtp")
+    assert service["Environment"] == "MAILHUB_BOUNCES_BIND=0.0.0.0:25"
+    assert service["AmbientCapabilities"] == service["CapabilityBoundingSet"]
+    assert service["AmbientCapabilities"] == "CAP_NET_BIND_SERVICE"
+    # api.bounces.DRAIN_SECONDS for the reports being applied, then a margin.
+    assert seconds(service["TimeoutStopSec"]) > 20
+    assert service["Restart"] == "always"
 
 
 def test_smtp_submission_binds_587_with_one_capability_and_lets_messages_finish():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import smtplib
 import subprocess
 import time
 from pathlib import Path
@@ -81,3 +82,17 @@ class ManagedProcess:
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+class SmtpServerProcess(ManagedProcess):
+    """A process that serves SMTP on ``port`` of loopback: ready once it answers NOOP."""
+
+    port: int
+
+    def is_ready(self) -> bool:
+        try:
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=2) as smtp:
+                smtp.noop()
+            return True
+        except (OSError, smtplib.SMTPException):
+            return False

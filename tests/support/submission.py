@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.processes import ManagedProcess
+from tests.support.processes import SmtpServerProcess
 from tests.support.sink import free_port
 
 
@@ -31,7 +31,7 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-class SubmissionProcess(ManagedProcess):
+class SubmissionProcess(SmtpServerProcess):
     """``manage.py submission_smtp`` on a free loopback port, with TLS from ``cert``/``key``."""
 
     kind = "submission server"
@@ -50,14 +50,6 @@ class SubmissionProcess(ManagedProcess):
             "MAILHUB_SUBMISSION_TLS_CERT": str(cert),
             "MAILHUB_SUBMISSION_TLS_KEY": str(key),
         }
-
-    def is_ready(self) -> bool:
-        try:
-            with smtplib.SMTP("127.0.0.1", self.port, timeout=2) as smtp:
-                smtp.noop()
-            return True
-        except (OSError, smtplib.SMTPException):
-            return False
 
     def tls_context(self) -> ssl.SSLContext:
         """A client context that trusts this server's certificate, and nothing else."""
