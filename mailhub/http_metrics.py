@@ -77,8 +77,9 @@ def status_class(status: int) -> str:
 
 
 class HttpMetricsMiddleware:
-    """Counts and times every request that reaches it (the health probes' middleware, outside
-    it, answers /healthz and /readyz first: a probe every few seconds would drown the rest)."""
+    """Counts and times every request that reaches it. The probes and the scrapes do not: the
+    middleware outside it (``deliveries.health.HealthCheckMiddleware``) answers /healthz, /readyz,
+    /metrics and /metrics/http first, whatever the Host."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

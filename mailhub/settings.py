@@ -56,8 +56,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Counts and times every request but the health probes' (answered by their own middleware,
-    # put before this one below): GET /metrics/http.
+    # Counts and times every request but the probes' and the scrapes' (answered by their own
+    # middleware, put before this one below): GET /metrics/http.
     "mailhub.http_metrics.HttpMetricsMiddleware",
     # Every answer carries X-Request-ID, and a failure in any later middleware is traced by it.
     "api.middleware.RequestIdMiddleware",
@@ -470,7 +470,8 @@ MAILHUB_SUBMISSION_THREADS = env_int("MAILHUB_SUBMISSION_THREADS", 4, minimum=1)
 # their exchanges keeps one stack's Flower, `mailq` and /metrics from seeing another's workers.
 CELERY_CONTROL_EXCHANGE = f"{MAILHUB_QUEUE_PREFIX}celery"
 CELERY_EVENT_EXCHANGE = f"{MAILHUB_QUEUE_PREFIX}celeryev"
-# /healthz and /readyz answer probes addressed by IP, whatever ALLOWED_HOSTS says.
+# /healthz, /readyz and the metrics answer probes and scrapers addressed by IP, whatever
+# ALLOWED_HOSTS says.
 MIDDLEWARE.insert(0, "deliveries.health.HealthCheckMiddleware")
 # This project's own mail (password resets, error reports) goes through Mailhub itself.
 EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "api.backends.MailhubBackend")

@@ -97,7 +97,7 @@ def route_names(patterns=None, namespace: str = "") -> set[str]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    segment=st.text(st.characters(exclude_categories=("Cs",)), max_size=40),
+    segment=st.text(st.characters(codec="utf-8"), max_size=40),
     method=st.sampled_from(["GET", "POST", "DELETE"])
     | st.from_regex(r"[A-Za-z]{1,12}", fullmatch=True),
 )
@@ -120,3 +120,20 @@ def test_the_http_metrics_want_the_same_token_as_metrics(client, db):
     response = client.get("/metrics/http", HTTP_AUTHORIZATION="Bearer s3cret-scraper")
     assert response.status_code == 200
     assert b"mailhub_http_requests_total" in response.content
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/metrics/http"])
+def test_scrapers_addressing_an_instance_by_ip_are_answered_whatever_allowed_hosts_says(
+    client, db, path
+):
+    # Prometheus finds every web instance by service discovery and asks each by its address.
+    with override_settings(MAILHUB_METRICS_TOKEN="s3cret-scraper", ALLOWED_HOSTS=["mail.test"]):
+        refused = client.get(path, HTTP_HOST="10.1.2.3:8000")
+        answered = client.get(
+            path, HTTP_HOST="10.1.2.3:8000", HTTP_AUTHORIZATION="Bearer s3cret-scraper"
+        )
+        api = client.get("/api/v1/messages", HTTP_HOST="10.1.2.3:8000")
+
+    assert refused.status_code == 401
+    assert answered.status_code == 200 and b"# HELP" in answered.content
+    assert api.status_code == 400  # everything else still wants an allowed host

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from deliveries.metrics import OTHER_CLIENTS, MailhubCollector, _Window
 
 # What Client.name can hold: up to 100 characters, no NUL (Postgres text refuses it).
-names = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=100)
+names = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=100)
 
 
 class _Counters:
