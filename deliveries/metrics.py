@@ -16,7 +16,8 @@ queries:
   Each process keeps a running tally and on every scrape only reads the rows created since its
   previous scrape, through the ``(client, created_at)`` index of ``Event`` and the
   ``created_at`` index of ``Message``. Every process computes the same values, so it does not
-  matter which web process a scrape reaches. Rows are counted once they are
+  matter which web process a scrape reaches (the ``client`` label included: see
+  ``_DailyTally`` for how its few named clients are chosen). Rows are counted once they are
   ``MAILHUB_METRICS_LAG_SECONDS`` old, so that a transaction that stamped its rows a moment
   before it committed is not missed.
 - gauges (waiting mail) read only active deliveries, through the partial index ``delivery_due``.

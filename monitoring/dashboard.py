@@ -76,8 +76,9 @@ def panels(path: Path = DASHBOARD) -> list[Panel]:
 
 def legend(query: Query, labels: dict[str, str]) -> str:
     """The series' name as Grafana shows it: the legend format with its labels filled in, or
-    the labels themselves when the format is empty."""
-    if query.legend:
-        return _TEMPLATE_LABEL.sub(lambda match: labels.get(match[1], ""), query.legend).strip()
+    the labels themselves when that leaves nothing."""
+    filled = _TEMPLATE_LABEL.sub(lambda match: labels.get(match[1], ""), query.legend).strip()
+    if filled:
+        return filled
     shown = {name: value for name, value in labels.items() if name != "__name__"}
     return ", ".join(f"{name}={value}" for name, value in sorted(shown.items())) or query.ref

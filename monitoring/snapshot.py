@@ -140,7 +140,7 @@ def _draw_series(axes: Axes, panel: Panel, series: list[Series]) -> None:
         )
     axes.yaxis.set_major_formatter(_unit_formatter(panel.unit))
     axes.xaxis.set_major_formatter(dates.DateFormatter("%H:%M", tz=UTC))
-    axes.xaxis.set_major_locator(dates.AutoDateLocator(maxticks=6))
+    axes.xaxis.set_major_locator(_minutes_locator(series))
     axes.tick_params(labelsize=7)
     axes.grid(alpha=0.3, linewidth=0.5)
     axes.set_ylim(bottom=0)
@@ -153,6 +153,14 @@ def _draw_series(axes: Axes, panel: Panel, series: list[Series]) -> None:
         title_fontsize=6,
         frameon=False,
     )
+
+
+def _minutes_locator(series: list[Series]) -> dates.MinuteLocator:
+    # Whole minutes only (labels are HH:MM), about five of them whatever the span.
+    times = [t for one in series for t in one.times]
+    span = (max(times) - min(times)) / 60 if times else 60
+    step = next((s for s in (1, 2, 5, 10, 15, 30) if span / s <= 7), 60)
+    return dates.MinuteLocator(byminute=range(0, 60, step), tz=UTC)
 
 
 def draw_panel(axes: Axes, panel: Panel, series: list[Series]) -> None:
