@@ -36,14 +36,14 @@ class FakePrometheus(BaseHTTPRequestHandler):
             return
         start, end, step = (float(params[name][0]) for name in ("start", "end", "step"))
         times = [start + i * step for i in range(int((end - start) / step) + 1)]
-        result = [
-            {
-                "metric": {"type": kind, "route": "message-collection"},
-                "values": [[t, str(v * i)] for i, t in enumerate(times)],
-            }
-            for kind, v in (("delivered", 0.5), ("deferred", 0.01))
-        ]
-        result[1]["values"][0][1] = "NaN"
+        result = []
+        for kind, slope in (("delivered", 0.5), ("deferred", 0.01)):
+            values = [[t, str(slope * i)] for i, t in enumerate(times)]
+            if kind == "deferred":
+                values[0][1] = "NaN"  # a gap, as Prometheus writes it
+            result.append(
+                {"metric": {"type": kind, "route": "message-collection"}, "values": values}
+            )
         self._answer(200, {"status": "success", "data": {"resultType": "matrix", "result": result}})
 
     def _answer(self, status: int, document: dict) -> None:
