@@ -11,7 +11,6 @@ from datetime import timedelta
 
 import pytest
 from django.db.models import F
-from django.test import override_settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -20,11 +19,20 @@ from deliveries.models import Event, Message
 from tests.builders import make_actor, message_payload
 
 
-@pytest.fixture
-def tally(monkeypatch) -> metrics._DailyTally:
+@pytest.fixture(autouse=True)
+def tally(monkeypatch, settings) -> metrics._DailyTally:
+    """A tally of the test's own, as a fresh process would have, counting rows at once; two
+    clients named unless a test says otherwise."""
+    settings.MAILHUB_METRICS_LAG_SECONDS = 0
+    settings.MAILHUB_METRICS_TOP_CLIENTS = 2
     fresh = metrics._DailyTally()
     monkeypatch.setattr(metrics, "_tally", fresh)
     return fresh
+
+
+@pytest.fixture
+def four(db):
+    return [make_actor(name) for name in ("ann-shop", "bob-bank", "cy", "dee")]
 
 
 def send(actor, count: int = 1) -> None:
@@ -45,15 +53,11 @@ def by_client(name: str, **labels: str) -> dict[str, float]:
     return values
 
 
-# Every test counts with a tally of its own, as a fresh process would.
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("tally")]
-lag_free = override_settings(MAILHUB_METRICS_LAG_SECONDS=0)
+pytestmark = pytest.mark.integration
 
 
-@lag_free
-@override_settings(MAILHUB_METRICS_TOP_CLIENTS=2)
-def test_the_first_clients_seen_today_are_named_and_the_rest_are_other(db):
-    ann, bob, cy, dee = (make_actor(name) for name in ("ann-shop", "bob-bank", "cy", "dee"))
+def test_the_first_clients_seen_today_are_named_and_the_rest_are_other(four):
+    ann, bob, cy, dee = four
     send(ann)
     send(bob, 2)
     send(cy, 3)
@@ -66,16 +70,13 @@ def test_the_first_clients_seen_today_are_named_and_the_rest_are_other(db):
     assert delivered_events == accepted  # one recipient per message: one `accepted` event each
 
 
-@lag_free
-@override_settings(MAILHUB_METRICS_TOP_CLIENTS=0)
-def test_with_no_client_to_name_everything_is_other(db):
+def test_with_no_client_to_name_everything_is_other(db, settings):
+    settings.MAILHUB_METRICS_TOP_CLIENTS = 0
     send(make_actor("ann-shop"), 2)
 
     assert by_client("mailhub_messages_accepted_total") == {"other": 2}
 
 
-@lag_free
-@override_settings(MAILHUB_METRICS_TOP_CLIENTS=2)
 def test_the_split_is_the_same_whenever_a_process_counts(db):
     """A process that counted after every message and one that counts once at the end name the
     same clients and report the same numbers: scrapes reaching either never see a counter go
@@ -96,10 +97,8 @@ def test_the_split_is_the_same_whenever_a_process_counts(db):
     assert once_totals.events == often_totals.events
 
 
-@lag_free
-@override_settings(MAILHUB_METRICS_TOP_CLIENTS=2)
-def test_yesterdays_busiest_clients_are_named_before_todays_first(db):
-    ann, bob, cy, dee = (make_actor(name) for name in ("ann-shop", "bob-bank", "cy", "dee"))
+def test_yesterdays_busiest_clients_are_named_before_todays_first(four):
+    ann, bob, cy, dee = four
     send(ann)
     send(bob, 3)
     send(cy, 2)
@@ -115,8 +114,6 @@ def test_yesterdays_busiest_clients_are_named_before_todays_first(db):
     assert accepted == {"bob-bank": 0, "cy": 1, "other": 3}
 
 
-@lag_free
-@override_settings(MAILHUB_METRICS_TOP_CLIENTS=3)
 def test_a_client_named_like_the_other_bucket_shares_its_series_without_duplicates(db):
     send(make_actor("other"))
     send(make_actor("ann-shop"))
