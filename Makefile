@@ -11,6 +11,8 @@ help:
 	@echo "make typecheck  mypy over the tree (configured in pyproject.toml)"
 	@echo "make lock       rewrite requirements/*.txt from pyproject.toml (LOCK_ARGS=--upgrade: newest)"
 	@echo "make migrate    apply database migrations"
+	@echo "make monitoring Prometheus for ./scripts/start's stack, on 127.0.0.1:9090 (./scripts/monitoring)"
+	@echo "make dashboard-snapshot  the Grafana dashboard's panels as PNGs, from that Prometheus"
 	@echo "make clean      remove var/ (captured mail, static files, beat schedule, demo key) and caches"
 	@echo "make distclean  clean, and remove .venv too"
 
@@ -30,6 +32,19 @@ bench:
 .PHONY: chaos
 chaos:
 	./scripts/chaos $(CHAOS_ARGS)
+
+# Prometheus (Debian's package, installed when missing) scraping ./scripts/start's stack with the
+# jobs and alert rules of deploy/prometheus/ (README "Monitoring"); in the foreground.
+.PHONY: monitoring dashboard-snapshot
+monitoring:
+	./scripts/monitoring
+
+# Every panel of deploy/grafana/mailhub-dashboard.json drawn from that Prometheus's data, one PNG
+# each and one of them all, in var/dashboard-snapshot/ (matplotlib: the bench extra). Arguments in
+# SNAPSHOT_ARGS, e.g. SNAPSHOT_ARGS="--minutes 5 --grid docs/monitoring/dashboard.png".
+dashboard-snapshot:
+	./scripts/bootstrap --bench
+	.venv/bin/python -m monitoring snapshot $(SNAPSHOT_ARGS)
 
 # The venv, when it is missing or a pyproject.toml or the dev lock changed since it was installed.
 .venv/.mailhub-install.sha256: pyproject.toml clients/python/pyproject.toml requirements/dev.txt

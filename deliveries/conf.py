@@ -65,3 +65,8 @@ def template_cpu_seconds() -> float:
 def template_max_output_chars() -> int:
     """Characters one rendered part of a client's template may come to."""
     return settings.MAILHUB_TEMPLATE_MAX_OUTPUT_CHARS
+
+
+def metrics_top_clients() -> int:
+    """How many clients /metrics names in its per-client counters (the rest are "other")."""
+    return settings.MAILHUB_METRICS_TOP_CLIENTS

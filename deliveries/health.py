@@ -26,6 +26,9 @@ from django.views.decorators.http import require_GET
 from kombu import Connection
 from kombu.exceptions import KombuError
 
+from deliveries import metrics
+from mailhub import http_metrics
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -115,14 +118,21 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 class HealthCheckMiddleware:
-    """Answers the probes before any other middleware runs.
+    """Answers the probes and the metrics scrapers before any other middleware runs.
 
     Load balancers and orchestrators probe an instance by its IP address, a Host header that
     ALLOWED_HOSTS rightly refuses (400 from CommonMiddleware); the probes reveal nothing about
-    the site, so they are answered whatever the Host. First in MIDDLEWARE.
+    the site, so they are answered whatever the Host. Prometheus scrapes by address too (every
+    web instance found by service discovery, for /metrics/http); the metrics build nothing from
+    the Host and want their bearer token instead. First in MIDDLEWARE.
     """
 
-    VIEWS = {"/healthz": healthz, "/readyz": readyz}
+    VIEWS = {
+        "/healthz": healthz,
+        "/readyz": readyz,
+        "/metrics": metrics.metrics_view,
+        "/metrics/http": http_metrics.http_metrics_view,
+    }
 
     def __init__(self, get_response: Callable) -> None:
         self.get_response = get_response

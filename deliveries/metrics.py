@@ -16,7 +16,8 @@ queries:
   Each process keeps a running tally and on every scrape only reads the rows created since its
   previous scrape, through the ``(client, created_at)`` index of ``Event`` and the
   ``created_at`` index of ``Message``. Every process computes the same values, so it does not
-  matter which web process a scrape reaches. Rows are counted once they are
+  matter which web process a scrape reaches (the ``client`` label included: see
+  ``_DailyTally`` for how its few named clients are chosen). Rows are counted once they are
   ``MAILHUB_METRICS_LAG_SECONDS`` old, so that a transaction that stamped its rows a moment
   before it committed is not missed.
 - gauges (waiting mail) read only active deliveries, through the partial index ``delivery_due``.
@@ -70,9 +71,10 @@ from prometheus_client.core import (
 )
 
 from accounts.models import Client
+from deliveries import conf
 from deliveries.models import Delivery, Event, Message, Priority
 from deliveries.states import ACTIVE, DeliveryStatus, MessageStatus
-from mailhub.metrics_token import bearer_token_matches
+from mailhub.http_metrics import CONTENT_TYPE, metrics_refusal
 
 S = DeliveryStatus
 PRIORITIES = [p.value for p in Priority]
@@ -339,9 +341,6 @@ def dashboard(*, now: datetime | None = None) -> Dashboard:
 
 # -- Prometheus ------------------------------------------------------------------------------
 
-#: The classic text format every Prometheus version reads; the names here need nothing newer.
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
 #: Accept-to-delivery latency buckets, in seconds: from "instant" to the default 1 h lifetime.
 LATENCY_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 
@@ -356,12 +355,18 @@ def smtp_class(code: int | None) -> str:
 class _Window:
     """Counts of what was created in one time window."""
 
-    accepted: Counter = field(default_factory=Counter)  # priority -> messages
-    events: Counter = field(default_factory=Counter)  # (type, priority) -> events
+    accepted: Counter = field(default_factory=Counter)  # (priority, client id) -> messages
+    events: Counter = field(default_factory=Counter)  # (type, priority, client id) -> events
     replies: Counter = field(default_factory=Counter)  # smtp class -> replies
     latency_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
     latency_count: int = 0
     latency_sum: float = 0.0
+    # client id -> when its first message or event of the window was created
+    first_seen: dict[int, datetime] = field(default_factory=dict)
+
+    def saw(self, client_id: int, at: datetime) -> None:
+        if client_id not in self.first_seen or at < self.first_seen[client_id]:
+            self.first_seen[client_id] = at
 
     def add(self, other: _Window) -> None:
         self.accepted.update(other.accepted)
@@ -384,14 +389,20 @@ def _count_window(start: datetime, end: datetime) -> _Window:
     window = _Window()
     for row in (
         Message.objects.filter(created_at__gte=start, created_at__lt=end, test_mode=False)
-        .values("priority")
-        .annotate(n=Count("id"))
+        .values("priority", "client_id")
+        .annotate(n=Count("id"), first=Min("created_at"))
         .order_by()
     ):
-        window.accepted[row["priority"]] = row["n"]
+        window.accepted[(row["priority"], row["client_id"])] = row["n"]
+        window.saw(row["client_id"], row["first"])
     events = _events_between(start, end, _client_ids())
-    for row in events.values("type", "message__priority").annotate(n=Count("id")).order_by():
-        window.events[(row["type"], row["message__priority"])] = row["n"]
+    for row in (
+        events.values("type", "message__priority", "client_id")
+        .annotate(n=Count("id"), first=Min("created_at"))
+        .order_by()
+    ):
+        window.events[(row["type"], row["message__priority"], row["client_id"])] = row["n"]
+        window.saw(row["client_id"], row["first"])
     for row in (
         events.filter(_ATTEMPT_EVENTS).values("smtp_code").annotate(n=Count("id")).order_by()
     ):
@@ -412,28 +423,81 @@ def _count_window(start: datetime, end: datetime) -> _Window:
     return window
 
 
+#: The ``client`` label of every client the per-client counters do not name.
+OTHER_CLIENTS = "other"
+
+
+def _busiest_clients(start: datetime, end: datetime, *, limit: int) -> list[int]:
+    """The ``limit`` clients that had the most live mail accepted in [start, end), busiest first."""
+    if limit <= 0:
+        return []
+    rows = (
+        Message.objects.filter(created_at__gte=start, created_at__lt=end, test_mode=False)
+        .values("client_id")
+        .annotate(n=Count("id"))
+        .order_by("-n", "client_id")[:limit]
+    )
+    return [row["client_id"] for row in rows]
+
+
 class _DailyTally:
-    """This process's running totals since the start of the UTC day, advanced on each scrape."""
+    """This process's running totals since the start of the UTC day, advanced on each scrape.
+
+    The per-client counters name at most ``MAILHUB_METRICS_TOP_CLIENTS`` clients a day (the rest
+    are ``client="other"``), chosen so that every process names the same ones whenever it
+    counts, and a client's series never moves to another label within the day (a counter that
+    went down would read as a restart): first the previous UTC day's busiest (counted over a
+    closed past day: the same answer in every process), then, while places are left, the
+    clients seen today in the order of their first message or event. A client is named from its
+    very first row of the day or never that day, so the split does not depend on when a process
+    happened to count. The set starts again with the counters, at the start of each UTC day.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.day_start: datetime | None = None
         self.counted_until: datetime | None = None
         self.totals = _Window()
+        self.named: list[int] = []  # client ids, in the order they were named
 
-    def advance(self, *, now: datetime, lag: timedelta) -> tuple[datetime, _Window]:
+    def advance(self, *, now: datetime, lag: timedelta) -> tuple[datetime, _Window, list[int]]:
         until = now - lag
         day_start = until.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        limit = conf.metrics_top_clients()
         with self._lock:
             if self.day_start != day_start or self.counted_until is None:
                 self.day_start, self.counted_until, self.totals = day_start, day_start, _Window()
+                self.named = _busiest_clients(day_start - timedelta(days=1), day_start, limit=limit)
             if until > self.counted_until:
-                self.totals.add(_count_window(self.counted_until, until))
+                window = _count_window(self.counted_until, until)
+                self._name_newcomers(window, limit=limit)
+                self.totals.add(window)
                 self.counted_until = until
-            return day_start, self.totals
+            return day_start, self.totals, list(self.named)
+
+    def _name_newcomers(self, window: _Window, *, limit: int) -> None:
+        # While places are left, every client seen so far today has been named: one not named
+        # yet is seen for the first time in this window, at its `first_seen`.
+        places = limit - len(self.named)
+        if places <= 0:
+            return
+        named = set(self.named)
+        newcomers = sorted(
+            (seen, client_id)
+            for client_id, seen in window.first_seen.items()
+            if client_id not in named
+        )
+        self.named += [client_id for _, client_id in newcomers[:places]]
 
 
 _tally = _DailyTally()
+
+
+def _client_labels(named: list[int]) -> dict[int, str]:
+    """The ``client`` label of each named client: its name now (a client deleted since it was
+    named keeps a series of its own, by id, so that its counts do not jump into "other")."""
+    names = dict(Client.objects.filter(id__in=named).values_list("id", "name"))
+    return {client_id: names.get(client_id, f"#{client_id}") for client_id in named}
 
 
 def _workers_state(timeout: float) -> Mapping[str, Mapping[str, Any]] | None:
@@ -460,38 +524,49 @@ class MailhubCollector:
         # reply. It waits in a thread while this one reads Postgres and RabbitMQ.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-inspect") as pool:
             workers = pool.submit(_workers_state, settings.MAILHUB_METRICS_INSPECT_TIMEOUT_SECONDS)
-            day_start, totals = _tally.advance(now=now, lag=lag)
-            yield from self._counters(totals, day_start.timestamp())
+            day_start, totals, named = _tally.advance(now=now, lag=lag)
+            yield from self._counters(totals, day_start.timestamp(), _client_labels(named))
             yield from self._waiting(queue_overview(now=now), now)
             yield from self._broker(broker_queue_depths())
             yield from self._workers(workers.result())
 
     @staticmethod
-    def _counters(totals: _Window, created: float) -> Iterable[Any]:
+    def _counters(totals: _Window, created: float, labels: Mapping[int, str]) -> Iterable[Any]:
         start = GaugeMetricFamily(
             "mailhub_counters_start_time_seconds",
             "When the mailhub_*_total counters last started from zero (the UTC day's start).",
         )
         start.add_metric([], created)
         yield start
+        # Each label once, even a client's name that is "other" or another's "#id".
+        clients = list(dict.fromkeys([*labels.values(), OTHER_CLIENTS]))
+        accepted_by = Counter[tuple[str, str]]()
+        for (priority, client_id), n in totals.accepted.items():
+            accepted_by[(priority, labels.get(client_id, OTHER_CLIENTS))] += n
         accepted = CounterMetricFamily(
             "mailhub_messages_accepted",
-            "Messages accepted (API, email backend, bulk_send), since the start of the UTC day.",
-            labels=["priority"],
+            "Messages accepted (API, email backend, bulk_send), since the start of the UTC day, "
+            'by priority and client (MAILHUB_METRICS_TOP_CLIENTS named, the rest "other").',
+            labels=["priority", "client"],
         )
-        for priority in PRIORITIES:
-            accepted.add_metric([priority], totals.accepted[priority])
+        for client in clients:
+            for priority in PRIORITIES:
+                accepted.add_metric([priority, client], accepted_by[(priority, client)])
         yield accepted
+        events_by = Counter[tuple[str, str, str]]()
+        for (event_type, priority, client_id), n in totals.events.items():
+            events_by[(event_type, priority, labels.get(client_id, OTHER_CLIENTS))] += n
         events = CounterMetricFamily(
             "mailhub_delivery_events",
-            "Delivery events by type (accepted, delivered, deferred, bounced, failed, ...) and "
-            "priority, one per recipient, since the start of the UTC day.",
-            labels=["type", "priority"],
+            "Delivery events by type (accepted, delivered, deferred, bounced, failed, ...), "
+            "priority and client, one per recipient, since the start of the UTC day.",
+            labels=["type", "priority", "client"],
         )
-        for event_type in Event.Type:
-            for priority in PRIORITIES:
-                value = totals.events[(event_type.value, priority)]
-                events.add_metric([event_type.value, priority], value)
+        for client in clients:
+            for event_type in Event.Type:
+                for priority in PRIORITIES:
+                    value = events_by[(event_type.value, priority, client)]
+                    events.add_metric([event_type.value, priority, client], value)
         yield events
         replies = CounterMetricFamily(
             "mailhub_smtp_attempts",
@@ -601,9 +676,4 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     The token is checked before anything is read: a refused request costs no query, no broker
     connection and no broadcast to the workers.
     """
-    token = settings.MAILHUB_METRICS_TOKEN
-    if token and not bearer_token_matches(request.headers.get("Authorization", ""), token):
-        response = HttpResponse("a bearer token is required\n", status=401)
-        response["WWW-Authenticate"] = 'Bearer realm="mailhub-metrics"'
-        return response
-    return HttpResponse(metrics_render(), content_type=CONTENT_TYPE)
+    return metrics_refusal(request) or HttpResponse(metrics_render(), content_type=CONTENT_TYPE)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +64,25 @@ keepalive = 5
 # with 2,000-request recycling, four of a benchmark's five workers restarted within three seconds
 # and took that CPU from everything else). Nothing opens a connection or a thread at import.
 preload_app = True
+
+
+# GET /metrics/http (mailhub/http_metrics.py) adds up the request counts of every worker process
+# of this server: prometheus-client keeps them in files in this directory, one set per process.
+# The variable must be set before prometheus-client is first imported (it chooses its storage
+# then), so here, before the application is loaded; the directory itself is made empty when the
+# server starts (a previous server's counts would otherwise be added in) and removed when it stops.
+# A directory per server (by the master's pid), so that servers side by side never mix theirs.
+_METRICS_DIR = Path(tempfile.gettempdir()) / f"mailhub-web-metrics-{os.getpid()}"
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_METRICS_DIR)
+
+
+def on_starting(server) -> None:
+    shutil.rmtree(_METRICS_DIR, ignore_errors=True)
+    _METRICS_DIR.mkdir(mode=0o700, parents=True)
+
+
+def on_exit(server) -> None:
+    shutil.rmtree(_METRICS_DIR, ignore_errors=True)
 
 
 def pre_fork(server, worker) -> None:

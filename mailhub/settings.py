@@ -58,8 +58,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Outermost (but for the health probes' own, put before it below): every answer carries
-    # X-Request-ID, and a failure in any later middleware is traced by it.
+    # Counts and times every request but the probes' and the scrapes' (answered by their own
+    # middleware, put before this one below): GET /metrics/http.
+    "mailhub.http_metrics.HttpMetricsMiddleware",
+    # Every answer carries X-Request-ID, and a failure in any later middleware is traced by it.
     "api.middleware.RequestIdMiddleware",
     "api.middleware.NulCharacterMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -515,7 +517,8 @@ MAILHUB_SUBMISSION_THREADS = env_int("MAILHUB_SUBMISSION_THREADS", 4, minimum=1)
 # their exchanges keeps one stack's Flower, `mailq` and /metrics from seeing another's workers.
 CELERY_CONTROL_EXCHANGE = f"{MAILHUB_QUEUE_PREFIX}celery"
 CELERY_EVENT_EXCHANGE = f"{MAILHUB_QUEUE_PREFIX}celeryev"
-# /healthz and /readyz answer probes addressed by IP, whatever ALLOWED_HOSTS says.
+# /healthz, /readyz and the metrics answer probes and scrapers addressed by IP, whatever
+# ALLOWED_HOSTS says.
 MIDDLEWARE.insert(0, "deliveries.health.HealthCheckMiddleware")
 # This project's own mail (password resets, error reports) goes through Mailhub itself.
 EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "api.backends.MailhubBackend")
@@ -550,6 +553,9 @@ MAILHUB_METRICS_INSPECT_TIMEOUT_SECONDS = env_float(
 # /metrics counts rows once they are this old, so that one stamped just before its transaction
 # committed is not missed.
 MAILHUB_METRICS_LAG_SECONDS = env_float("MAILHUB_METRICS_LAG_SECONDS", 30.0, minimum=0)
+# /metrics counts accepted mail and delivery events per client for this many clients (the previous
+# UTC day's busiest, then the first seen today), the rest as client="other": a bounded label set.
+MAILHUB_METRICS_TOP_CLIENTS = env_int("MAILHUB_METRICS_TOP_CLIENTS", 20, minimum=0)
 
 # --- Webhooks: the OpenAPI schema -----------------------------------------------------------------
 # Event types appear in event documents, webhook endpoints and filters: one name for all of them.

@@ -7,12 +7,14 @@ from drf_spectacular.views import (
 )
 
 from deliveries import health, metrics
+from mailhub import http_metrics
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    path("metrics/http", http_metrics.http_metrics_view, name="metrics-http"),
     path("api/v1/", include("api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

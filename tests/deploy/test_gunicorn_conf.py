@@ -8,6 +8,7 @@ import os
 import runpy
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,9 @@ def load(monkeypatch, **env: str) -> dict:
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    # The file sets it for the server's processes; undone after the test, so that this process's
+    # prometheus-client (imported later, maybe) keeps its metrics in memory.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
     return runpy.run_path(str(CONF))
 
 
@@ -110,3 +114,18 @@ def test_before_each_fork_the_masters_objects_are_frozen_out_of_garbage_collecti
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_each_server_adds_up_its_own_workers_request_metrics_from_a_fresh_directory(monkeypatch):
+    conf = load(monkeypatch)
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert directory == conf["_METRICS_DIR"] and str(os.getpid()) in directory.name
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "counter_1.db").write_bytes(b"a previous server's counts")
+    try:
+        conf["on_starting"](None)
+        assert directory.is_dir() and list(directory.iterdir()) == []
+        assert directory.stat().st_mode & 0o777 == 0o700
+    finally:
+        conf["on_exit"](None)
+    assert not directory.exists()

@@ -6,23 +6,20 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.test import override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.sink import free_port
+from tests.integration.conftest import worker_log_dir
+from tests.support.flower import FlowerProcess
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "scraper-token-for-tests"
 FLOWER_LOGIN = "admin:flower-password-for-tests"
 
@@ -95,35 +92,17 @@ def get(url: str, authorization: str | None = None) -> tuple[int, bytes]:
 @pytest.fixture(scope="module")
 def flower(django_db_setup) -> Iterator[str]:
     """Flower started as the Procfile starts it, on a free loopback port."""
-    port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "FLOWER_BASIC_AUTH": FLOWER_LOGIN,
         "MAILHUB_METRICS_TOKEN": TOKEN,
     }
-    command = [sys.executable, "-m", "celery", "-A", "mailhub", "flower"]
-    command += ["--conf=deploy/flowerconfig.py", "--address=127.0.0.1", f"--port={port}"]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    base = f"http://127.0.0.1:{port}"
+    process = FlowerProcess("auth", env=env, log_dir=worker_log_dir()).start(ready_timeout=30)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if get(f"{base}/healthcheck")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                stderr = process.stderr.read().decode() if process.stderr else ""
-                raise AssertionError(f"Flower did not start: {stderr}")
-            time.sleep(0.2)
-        yield base
+        yield process.url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        process.stop()
 
 
 def basic(login: str) -> str:
