@@ -111,7 +111,7 @@ def records_to_publish(
             value=SUGGESTED_DMARC,
             required=False,
             publisher="client",
-            note="advisory: start with p=none, move to quarantine or reject once reports are clean",
+            note="start with p=none; move to quarantine, then reject, once reports are clean",
         )
     )
     if bounce_domain:

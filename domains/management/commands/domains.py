@@ -38,7 +38,7 @@ from domains.services import (
 )
 from mailhub.errors import MailhubError
 
-_OK = {True: "ok", False: "MISSING", None: "unknown (DNS did not answer)"}
+_OK = {True: "ok", False: "MISSING", None: "unknown"}  # unknown: DNS did not answer
 
 
 class Command(BaseCommand):
