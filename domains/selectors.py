@@ -88,6 +88,8 @@ def sender_domains_refused(
     with connection.cursor() as cursor:
         cursor.execute(_SENDER_DOMAINS_SQL, [client_id, candidates])
         rows = {row[0]: row[1:] for row in cursor.fetchall()}
+    if not rows:  # none of them is the client's: no need for the clock
+        return {domain: _why(domain, None) for domain in wanted}
     now = now or timezone.now()
     refused = {}
     for domain in wanted:
@@ -99,11 +101,11 @@ def sender_domains_refused(
             for _, state, since in matches
         ):
             continue
-        refused[domain] = _why(domain, matches[0] if matches else None, now)
+        refused[domain] = _why(domain, matches[0] if matches else None)
     return refused
 
 
-def _why(domain: str, row: tuple[Any, ...] | None, now: datetime) -> str:
+def _why(domain: str, row: tuple[Any, ...] | None) -> str:
     if row is None:
         return (
             f"{domain} is not one of this client's sending domains: add it and publish its DNS "

@@ -147,7 +147,7 @@ class DnsServer:
 
     def _resolve(
         self, response: dns.message.Message, owner: dns.name.Name, name: str, rdtype: str
-    ) -> int:
+    ) -> dns.rcode.Rcode:
         for _ in range(8):  # a CNAME chain within the dict
             values = self.records.get((name, rdtype))
             if values:
