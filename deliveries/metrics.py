@@ -72,6 +72,7 @@ from prometheus_client.core import (
 from accounts.models import Client
 from deliveries.models import Delivery, Event, Message, Priority
 from deliveries.states import ACTIVE, DeliveryStatus, MessageStatus
+from domains.selectors import domain_state_counts
 from mailhub.metrics_token import bearer_token_matches
 
 S = DeliveryStatus
@@ -464,6 +465,7 @@ class MailhubCollector:
             yield from self._counters(totals, day_start.timestamp())
             yield from self._waiting(queue_overview(now=now), now)
             yield from self._broker(broker_queue_depths())
+            yield from self._sending_domains(domain_state_counts())
             yield from self._workers(workers.result())
 
     @staticmethod
@@ -535,6 +537,18 @@ class MailhubCollector:
             oldest.add_metric([priority], (now - since).total_seconds() if since else 0.0)
         yield waiting
         yield oldest
+
+    @staticmethod
+    def _sending_domains(counts: Mapping[str, int]) -> Iterable[Any]:
+        # `failing` domains stop being usable when their grace period ends: worth an alert.
+        domains = GaugeMetricFamily(
+            "mailhub_sending_domains",
+            "Clients' sending domains by state (pending, verified, failing, suspended).",
+            labels=["state"],
+        )
+        for state, count in counts.items():
+            domains.add_metric([state], count)
+        yield domains
 
     @staticmethod
     def _broker(broker: BrokerState) -> Iterable[Any]:

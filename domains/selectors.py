@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 from django.utils import timezone
 
 from accounts.models import Client
@@ -130,3 +130,11 @@ def sender_domain_problem(*, client_id: int, address: str, test_mode: bool = Fal
     domain = address.rpartition("@")[2].lower()
     refused = sender_domains_refused(client_id=client_id, domains=[domain], test_mode=test_mode)
     return refused.get(domain, "")
+
+
+def domain_state_counts() -> dict[str, int]:
+    """Sending domains by state, every state present (0 when none): for /metrics."""
+    counts = dict.fromkeys(State.values, 0)
+    for state, count in SendingDomain.objects.values_list("state").annotate(n=Count("id")):
+        counts[state] = count
+    return counts

@@ -134,3 +134,14 @@ def test_the_admin_shows_state_checks_and_records_but_no_private_key(admin_clien
         assert "PRIVATE" not in html and bytes(key.private_key_encrypted).decode() not in html
     assert "the key is published at" in pages[0].content.decode()
     assert admin_client.get(reverse("admin:domains_sendingdomain_add")).status_code == 403
+
+
+def test_metrics_count_sending_domains_by_state(client, acme):
+    from domains.services import domain_mark_verified_locally
+
+    domain_create(client=acme.client, domain="pending.test")
+    domain_mark_verified_locally(domain_id=domain_create(client=acme.client, domain="ok.test").id)
+    text = client.get("/metrics").content.decode()
+    assert 'mailhub_sending_domains{state="pending"} 1.0' in text
+    assert 'mailhub_sending_domains{state="verified"} 1.0' in text
+    assert 'mailhub_sending_domains{state="suspended"} 0.0' in text
