@@ -71,7 +71,7 @@ class DkimKeySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RecordSerializer(serializers.Serializer):
+class DomainRecordSerializer(serializers.Serializer):
     purpose = serializers.ChoiceField(choices=["dkim", "spf", "dmarc", "bounce"])
     type = serializers.ChoiceField(choices=["TXT", "MX"])
     name = serializers.CharField()
@@ -87,7 +87,7 @@ class RecordSerializer(serializers.Serializer):
     note = serializers.CharField()
 
 
-class CheckSerializer(serializers.Serializer):
+class DomainCheckSerializer(serializers.Serializer):
     ok = serializers.BooleanField(
         allow_null=True,
         help_text="True found and right, false missing or wrong, null: DNS could not be asked.",
@@ -146,11 +146,11 @@ class DomainSerializer(serializers.ModelSerializer):
             return None
         return serializers.DateTimeField().to_representation(domain.failing_since + conf.grace())
 
-    @extend_schema_field(RecordSerializer(many=True))
+    @extend_schema_field(DomainRecordSerializer(many=True))
     def get_records(self, domain: SendingDomain) -> list[dict[str, Any]]:
         return [record.as_dict() for record in domain_records(domain=domain)]
 
-    @extend_schema_field(serializers.DictField(child=CheckSerializer()))
+    @extend_schema_field(serializers.DictField(child=DomainCheckSerializer()))
     def get_checks(self, domain: SendingDomain) -> dict[str, Any]:
         return dict(domain.checks)
 
