@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
-from domains.models import DkimKey, SendingDomain
+from domains.models import DKIM_KEY_PUBLIC_FIELDS, DkimKey, SendingDomain
 from domains.selectors import domain_records
 from domains.services import domain_mark_verified_locally, domain_verify
 from mailhub.errors import MailhubError
@@ -28,16 +28,7 @@ else:
     _DkimKeyInline = admin.TabularInline
     _SendingDomainAdmin = _DkimKeyAdmin = admin.ModelAdmin
 
-_KEY_FIELDS = (
-    "selector",
-    "algorithm",
-    "state",
-    "record_name",
-    "record_value",
-    "created_at",
-    "activated_at",
-    "retired_at",
-)
+_KEY_FIELDS = DKIM_KEY_PUBLIC_FIELDS
 _OK = {True: "ok", False: "missing", None: "unknown"}
 
 

@@ -51,6 +51,19 @@ class SendingDomain(models.Model):
         return f"{self.domain} ({self.state})"
 
 
+#: What may be shown of a DKIM key (the API, the admin): everything but its private half.
+DKIM_KEY_PUBLIC_FIELDS = (
+    "selector",
+    "algorithm",
+    "state",
+    "record_name",
+    "record_value",
+    "created_at",
+    "activated_at",
+    "retired_at",
+)
+
+
 class DkimKey(models.Model):
     """One DKIM key pair of a sending domain, published under its selector.
 

@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from api.serializers.fields import CharField, StrictSerializer
 from domains import conf
-from domains.models import DkimKey, SendingDomain
+from domains.models import DKIM_KEY_PUBLIC_FIELDS, DkimKey, SendingDomain
 from domains.names import DomainNameInvalid, domain_normalise
 from domains.selectors import domain_records, domain_usable
 
@@ -57,18 +57,7 @@ class DkimKeySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = DkimKey
-        # Never the private key, in any form.
-        fields = [
-            "selector",
-            "algorithm",
-            "state",
-            "record_name",
-            "record_value",
-            "created_at",
-            "activated_at",
-            "retired_at",
-        ]
-        read_only_fields = fields
+        fields = read_only_fields = list(DKIM_KEY_PUBLIC_FIELDS)  # never the private key
 
 
 class DomainRecordSerializer(serializers.Serializer):

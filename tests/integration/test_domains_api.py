@@ -5,33 +5,16 @@ answer ever holds a private key."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domains.models import DkimKey, SendingDomain
-from tests.support.dns_server import DnsServer
 
 pytestmark = pytest.mark.integration
 
 LINE_BREAKS = ["\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
-
-
-@pytest.fixture(scope="module")
-def dns_server() -> Iterator[DnsServer]:
-    server = DnsServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def dns(dns_server: DnsServer, settings) -> DnsServer:
-    dns_server.clear()
-    settings.MAILHUB_DNS_RESOLVERS = [dns_server.address]
-    settings.MAILHUB_DNS_TIMEOUT_SECONDS = 5.0
-    return dns_server
 
 
 def create(actor, domain: str = "shop.test", **fields):

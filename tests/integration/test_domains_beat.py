@@ -14,19 +14,11 @@ from domains.models import SendingDomain
 from domains.selectors import domain_records
 from domains.services import domain_create, domain_verify
 from tests.integration.conftest import wait_until, worker_log_dir
-from tests.support.dns_server import DnsServer
 from tests.support.workers import WorkerProcess, database_url, delete_queues
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 GRACE_SECONDS = 3
-
-
-@pytest.fixture(scope="module")
-def dns_server() -> Iterator[DnsServer]:
-    server = DnsServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ grace period, suspends it; a DNS server that does not answer changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -26,23 +25,6 @@ from tests.support.dns_server import DnsServer
 pytestmark = pytest.mark.integration
 
 SPF_INCLUDE = "_spf.mailhub.test"
-
-
-@pytest.fixture(scope="module")
-def dns_server() -> Iterator[DnsServer]:
-    server = DnsServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def dns(dns_server: DnsServer, settings) -> DnsServer:
-    """The server, emptied, and the one the checks ask."""
-    dns_server.clear()
-    settings.MAILHUB_DNS_RESOLVERS = [dns_server.address]
-    settings.MAILHUB_DNS_TIMEOUT_SECONDS = 5.0
-    settings.MAILHUB_SPF_INCLUDE = ""
-    return dns_server
 
 
 def publish(dns: DnsServer, domain: SendingDomain, *, purposes=("dkim", "spf", "dmarc")) -> None:

@@ -3,7 +3,6 @@ checks and records and never a private key."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from io import StringIO
 
 import pytest
@@ -13,18 +12,8 @@ from django.urls import reverse
 from domains.models import DkimKey, SendingDomain
 from domains.selectors import domain_records
 from domains.services import domain_create
-from tests.support.dns_server import DnsServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def dns(settings) -> Iterator[DnsServer]:
-    server = DnsServer().start()
-    settings.MAILHUB_DNS_RESOLVERS = [server.address]
-    settings.MAILHUB_DNS_TIMEOUT_SECONDS = 5.0
-    yield server
-    server.stop()
 
 
 def domains(*arguments: str) -> str:
