@@ -228,3 +228,9 @@ def test_smtp_submission_answers_550_5_7_1_naming_the_domain(acme):
     finally:
         controller.stop_gracefully()
     assert Message.objects.count() == 1
+
+
+def test_send_test_mail_says_which_domain_to_add(db):
+    with pytest.raises(CommandError, match=r"manage\.py domains add operations localhost"):
+        call_command("send_test_mail", "ann@example.com", stdout=StringIO())
+    assert_nothing_stored()
