@@ -23,6 +23,7 @@ The replies a client acts on:
     553 5.1.3   a recipient address the API would refuse
     552         larger than MAILHUB_SUBMISSION_MAX_MESSAGE_BYTES (advertised with SIZE)
     550 5.6.0   a message the API would refuse, or that cannot be read, with the reason
+    550 5.7.1   From: a domain the key's client may not send from (not verified), naming it
     451 4.3.0   Mailhub could not store it (the database is away): try again
     250 2.0.0   stored, with the message's id: only once the accept has committed
 
@@ -60,6 +61,7 @@ from api.serializers.fields import AddressField
 from api.smtp_threads import DrainingController, ThreadedHandler
 from deliveries.models import Message
 from deliveries.services import messages_accept
+from domains.errors import SenderDomainNotVerified
 
 logger = logging.getLogger(__name__)
 
@@ -287,6 +289,10 @@ class SubmissionHandler(ThreadedHandler):
             reason = reply_text(str(refused))
             logger.info("refused a message of key %s: %s", key.prefix, reason)
             return f"550 5.6.0 {reason}"
+        except SenderDomainNotVerified as refused:
+            reason = reply_text(refused.message)
+            logger.info("refused a message of key %s: %s", key.prefix, reason)
+            return f"550 5.7.1 {reason}"
         except Exception:
             logger.exception("could not store a message of key %s", key.prefix)
             return "451 4.3.0 Mailhub could not store the message; try again later"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from api import views
+from api import domain_views, views
 
 urlpatterns = [
     path("", views.ApiIndex.as_view(), name="api-index"),
@@ -16,5 +16,20 @@ urlpatterns = [
         "suppressions/<str:address>",
         views.SuppressionDetail.as_view(),
         name="suppression-detail",
+    ),
+    path("domains", domain_views.DomainCollection.as_view(), name="domain-collection"),
+    path("domains/<int:domain_id>", domain_views.DomainDetail.as_view(), name="domain-detail"),
+    path(
+        "domains/<int:domain_id>/verify", domain_views.DomainVerify.as_view(), name="domain-verify"
+    ),
+    path(
+        "domains/<int:domain_id>/rotate-key",
+        domain_views.DomainRotateKey.as_view(),
+        name="domain-rotate-key",
+    ),
+    path(
+        "domains/<int:domain_id>/activate-key",
+        domain_views.DomainActivateKey.as_view(),
+        name="domain-activate-key",
     ),
 ]

@@ -17,6 +17,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.errors import problem
 from api.idempotency import idempotent
 from api.pagination import CursorPage
 from api.schema import (
@@ -60,6 +61,7 @@ from deliveries.selectors import (
     templates_for_client,
 )
 from deliveries.services import (
+    MessageDraft,
     message_accept,
     message_cancel,
     messages_accept,
@@ -69,6 +71,7 @@ from deliveries.services import (
     template_delete,
     template_update,
 )
+from domains.errors import SenderDomainNotVerified
 
 
 def _page(view: generics.GenericAPIView, queryset, serializer_class) -> Response:
@@ -226,11 +229,18 @@ class MessageBatch(APIView):
         batch.is_valid(raise_exception=True)
         items = batch.items(templates=TemplateLookup(request.client))
         drafts = [item for item in items if not isinstance(item, dict)]
-        accepted = iter(
-            messages_accept(client=request.client, drafts=drafts, test_mode=request.test_mode)
-            if drafts
-            else []
-        )
+        try:
+            stored = messages_accept(
+                client=request.client, drafts=drafts, test_mode=request.test_mode
+            )
+        except SenderDomainNotVerified as refused:
+            # Nothing was stored: the messages From: a domain the client may not use fail alone
+            # with their reason, and the others are accepted.
+            items, drafts = _refuse_sender_domains(items, refused)
+            stored = messages_accept(
+                client=request.client, drafts=drafts, test_mode=request.test_mode
+            )
+        accepted = iter(stored)
         results = []
         for index, item in enumerate(items):
             if isinstance(item, dict):
@@ -250,6 +260,27 @@ class MessageBatch(APIView):
             {"accepted": len(drafts), "rejected": rejected, "results": results},
             status=status.HTTP_207_MULTI_STATUS if rejected else status.HTTP_202_ACCEPTED,
         )
+
+
+def _refuse_sender_domains(
+    items: list, refused: SenderDomainNotVerified
+) -> tuple[list, list[MessageDraft]]:
+    """The batch's items with the refused drafts (``refused.refused``, by position among the
+    drafts) made into their problems, and the drafts left."""
+    out, left = [], []
+    position = 0
+    for item in items:
+        if isinstance(item, dict):
+            out.append(item)
+            continue
+        if position in refused.refused:
+            domain, why = refused.refused[position]
+            out.append(problem(status_code=400, code=refused.code, detail=why, domain=domain))
+        else:
+            out.append(item)
+            left.append(item)
+        position += 1
+    return out, left
 
 
 class MessageDetail(APIView):

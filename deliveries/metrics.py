@@ -74,6 +74,7 @@ from accounts.models import Client
 from deliveries import conf
 from deliveries.models import Delivery, Event, Message, Priority
 from deliveries.states import ACTIVE, DeliveryStatus, MessageStatus
+from domains.selectors import domain_state_counts
 from mailhub.http_metrics import CONTENT_TYPE, metrics_refusal
 
 S = DeliveryStatus
@@ -528,6 +529,7 @@ class MailhubCollector:
             yield from self._counters(totals, day_start.timestamp(), _client_labels(named))
             yield from self._waiting(queue_overview(now=now), now)
             yield from self._broker(broker_queue_depths())
+            yield from self._sending_domains(domain_state_counts())
             yield from self._workers(workers.result())
 
     @staticmethod
@@ -610,6 +612,18 @@ class MailhubCollector:
             oldest.add_metric([priority], (now - since).total_seconds() if since else 0.0)
         yield waiting
         yield oldest
+
+    @staticmethod
+    def _sending_domains(counts: Mapping[str, int]) -> Iterable[Any]:
+        # `failing` domains stop being usable when their grace period ends: worth an alert.
+        domains = GaugeMetricFamily(
+            "mailhub_sending_domains",
+            "Clients' sending domains by state (pending, verified, failing, suspended).",
+            labels=["state"],
+        )
+        for state, count in counts.items():
+            domains.add_metric([state], count)
+        yield domains
 
     @staticmethod
     def _broker(broker: BrokerState) -> Iterable[Any]:

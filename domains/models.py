@@ -10,6 +10,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from domains.records import dkim_value
+
 
 class SendingDomain(models.Model):
     """A domain a client sends from, and what the last check of its DNS records found."""
@@ -33,6 +35,9 @@ class SendingDomain(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
     failing_since = models.DateTimeField(null=True, blank=True)
+    # Marked verified by an operator (`manage.py domains add --verified-locally`), for a stack
+    # without public DNS (./scripts/start's demo): usable, and left out of the periodic checks.
+    verified_locally = models.BooleanField(default=False)
     # What the last check found, record by record (name -> {"ok": bool, "detail": str, ...}).
     checks = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -44,6 +49,19 @@ class SendingDomain(models.Model):
 
     def __str__(self) -> str:
         return f"{self.domain} ({self.state})"
+
+
+#: What may be shown of a DKIM key (the API, the admin): everything but its private half.
+DKIM_KEY_PUBLIC_FIELDS = (
+    "selector",
+    "algorithm",
+    "state",
+    "record_name",
+    "record_value",
+    "created_at",
+    "activated_at",
+    "retired_at",
+)
 
 
 class DkimKey(models.Model):
@@ -100,5 +118,4 @@ class DkimKey(models.Model):
     @property
     def record_value(self) -> str:
         """The TXT record to publish there."""
-        key_type = "ed25519" if self.algorithm == self.Algorithm.ED25519_SHA256 else "rsa"
-        return f"v=DKIM1; k={key_type}; p={self.public_key}"
+        return dkim_value(algorithm=self.algorithm, public_key=self.public_key)

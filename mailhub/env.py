@@ -7,8 +7,10 @@ instead of at the first mail.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -226,3 +228,37 @@ def parse_domain_limits(name: str, value: str) -> dict[str, tuple[int, int]]:
             )
         limits[domain.strip().lower()] = (int(concurrency), int(per_minute))
     return limits
+
+
+_DOMAIN_NAME = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
+
+
+def parse_domain_name(name: str, value: str) -> str:
+    """A domain name of the operator's (``bounces.example.com``), lower-case, without the
+    trailing dot; "" stays "" (unset)."""
+    domain = value.strip().lower().rstrip(".")
+    if domain and (len(domain) > 253 or not _DOMAIN_NAME.fullmatch(domain)):
+        raise ImproperlyConfigured(
+            f"{name} must be a domain name like bounces.example.com, got {value!r}"
+        )
+    return domain
+
+
+def parse_nameservers(name: str, value: str) -> list[tuple[str, int]]:
+    """Comma-separated ``address[:port]`` of DNS servers (port 53 unless given; an IPv6 address
+    with a port is written ``[::1]:5353``), as (address, port) pairs; "" is none."""
+    servers = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        host, port = item, 53
+        if item.startswith("[") or item.count(":") == 1:
+            host, port = parse_bind(name, item)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} lists DNS servers by IP address (address[:port]), got {item!r}"
+            ) from None
+        servers.append((host, port))
+    return servers

@@ -8,7 +8,6 @@ embedded capture SMTP server, so nothing leaves the machine until a relay is con
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,8 @@ from mailhub.env import (
     parse_broker_url,
     parse_database_url,
     parse_domain_limits,
+    parse_domain_name,
+    parse_nameservers,
     parse_smtp_url,
     parse_smtp_urls,
 )
@@ -329,16 +330,9 @@ MAILHUB_CAPTURE_DIR = Path(env_str("MAILHUB_CAPTURE_DIR", str(BASE_DIR / "var" /
 # sender, bounce+<signed token>@<this domain> (deliveries/tokens.py), and the `bounces` process
 # takes reports for it; its MX must point at that process. Empty: the envelope sender is the
 # From address, and reports go there, not to Mailhub.
-MAILHUB_BOUNCE_DOMAIN = env_str("MAILHUB_BOUNCE_DOMAIN", "").strip().lower().rstrip(".")
-if MAILHUB_BOUNCE_DOMAIN and not re.fullmatch(
-    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}", MAILHUB_BOUNCE_DOMAIN
-):
-    from django.core.exceptions import ImproperlyConfigured
-
-    raise ImproperlyConfigured(
-        f"MAILHUB_BOUNCE_DOMAIN must be a domain name like bounces.example.com, "
-        f"got {MAILHUB_BOUNCE_DOMAIN!r}"
-    )
+MAILHUB_BOUNCE_DOMAIN = parse_domain_name(
+    "MAILHUB_BOUNCE_DOMAIN", env_str("MAILHUB_BOUNCE_DOMAIN", "")
+)
 
 # The `bounces` process (api/bounces.py): where it listens for reports sent to the bounce domain.
 # Production: port 25 of the host the bounce domain's MX names (deploy/ maps 25 to it).
@@ -369,6 +363,30 @@ for _key in MAILHUB_DKIM_ENCRYPTION_KEYS:
             "(32 url-safe base64-encoded bytes)"
         ) from None
 
+# Sending domains (domains/): a client may send only From: addresses of its verified domains.
+# Development only: any From is accepted, verified or not (./scripts/start instead marks the demo
+# client's domain verified locally, so the check stays on there too).
+MAILHUB_ALLOW_UNVERIFIED_DOMAINS = env_bool("MAILHUB_ALLOW_UNVERIFIED_DOMAINS", False)
+# What clients' SPF records must include (`include:<this>`), e.g. _spf.mailhub.example, the
+# operator's record listing the relays' addresses. Empty: SPF is reported but not required.
+MAILHUB_SPF_INCLUDE = parse_domain_name("MAILHUB_SPF_INCLUDE", env_str("MAILHUB_SPF_INCLUDE", ""))
+# The host MAILHUB_BOUNCE_DOMAIN's MX must name (the one running the `bounces` process). Empty:
+# any MX will do. Checked with each domain, advisory: the operator publishes it once.
+MAILHUB_BOUNCE_MX_HOST = parse_domain_name(
+    "MAILHUB_BOUNCE_MX_HOST", env_str("MAILHUB_BOUNCE_MX_HOST", "")
+)
+# The DNS servers the checks ask (address[:port], comma-separated). Empty: the system's.
+MAILHUB_DNS_RESOLVERS = parse_nameservers(
+    "MAILHUB_DNS_RESOLVERS", env_str("MAILHUB_DNS_RESOLVERS", "")
+)
+MAILHUB_DNS_TIMEOUT_SECONDS = env_float("MAILHUB_DNS_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+# Every sending domain is checked again this often (beat); a verified one whose records are gone
+# turns `failing`, stays usable for MAILHUB_DOMAIN_GRACE_SECONDS, then is `suspended`.
+MAILHUB_DOMAIN_VERIFY_INTERVAL_SECONDS = env_float(
+    "MAILHUB_DOMAIN_VERIFY_INTERVAL_SECONDS", 3600.0, minimum=1
+)
+MAILHUB_DOMAIN_GRACE_SECONDS = env_float("MAILHUB_DOMAIN_GRACE_SECONDS", 72 * 3600.0, minimum=0)
+
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-deliveries": {
         "task": "deliveries.tasks.dispatch_due",
@@ -376,6 +394,12 @@ CELERY_BEAT_SCHEDULE = {
         # A tick that waited longer than one interval is stale; the next one does its work.
         "options": {"queue": MAILHUB_DISPATCH_QUEUE, "expires": MAILHUB_DISPATCH_INTERVAL_SECONDS},
     },
+}
+# The tick that checks due sending domains' DNS again: a minute's tick, each domain every interval.
+CELERY_BEAT_SCHEDULE["domains-reverify"] = {
+    "task": "domains.tasks.reverify_due",
+    "schedule": min(60.0, MAILHUB_DOMAIN_VERIFY_INTERVAL_SECONDS),
+    "options": {"queue": MAILHUB_DISPATCH_QUEUE, "expires": 60.0},
 }
 
 # --- Webhooks: signed event notifications ---------------------------------------------------------
@@ -560,3 +584,12 @@ MAILHUB_METRICS_TOP_CLIENTS = env_int("MAILHUB_METRICS_TOP_CLIENTS", 20, minimum
 # --- Webhooks: the OpenAPI schema -----------------------------------------------------------------
 # Event types appear in event documents, webhook endpoints and filters: one name for all of them.
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["EventTypeEnum"] = "deliveries.models.Event.Type"
+
+# --- Sending domains: the OpenAPI schema ----------------------------------------------------------
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "DkimAlgorithmEnum": "domains.models.DkimKey.Algorithm",
+        "DkimKeyStateEnum": "domains.models.DkimKey.State",
+        "SendingDomainStateEnum": "domains.models.SendingDomain.State",
+    }
+)

@@ -20,6 +20,9 @@ from deliveries.models import Delivery, Message
 from deliveries.publisher import messages_publish_soon
 from deliveries.services.storing import MESSAGE_COLUMNS, DeliveryRow, accepted_store
 from deliveries.states import DeliveryStatus, message_status_for
+from domains import conf as domains_conf
+from domains.errors import SenderDomainNotVerified
+from domains.selectors import sender_domains_refused
 
 S = DeliveryStatus
 
@@ -79,14 +82,22 @@ def messages_accept(
     ``test_mode`` is the mode of the key the mail came with (``ApiKey.test_mode``): test mail
     goes through all of this the same way, and is settled by the simulator instead of being
     sent (``services.sending``). Every entry point that knows a key passes its mode.
+
+    Every From must be an address of one of the client's usable sending domains
+    (``domains.selectors``; test mode: any domain it added), unless
+    MAILHUB_ALLOW_UNVERIFIED_DOMAINS: otherwise ``SenderDomainNotVerified``, naming the refused
+    messages by position, and nothing is stored.
     """
     if not drafts:
         return []
     if not all(draft.recipients for draft in drafts):
         raise ValueError("every message needs at least one recipient")
+    sender_addresses: dict[str, str] = {}  # a batch's messages mostly share their sender
+    _check_sender_domains(
+        client=client, drafts=drafts, test_mode=test_mode, sender_addresses=sender_addresses
+    )
     now = timezone.now()
     suppressed = _suppressed_addresses(client=client, drafts=drafts)
-    sender_addresses: dict[str, str] = {}  # a batch's messages mostly share their sender
     messages: list[Message] = []
     deliveries: list[DeliveryRow] = []
     attachments: list[tuple[Any, ...]] = []
@@ -129,6 +140,34 @@ def messages_accept(
         # dispatcher publishes them later.
         transaction.on_commit(lambda: messages_publish_soon(messages=due_now), robust=True)
     return messages
+
+
+def _check_sender_domains(
+    *,
+    client: Client,
+    drafts: Sequence[MessageDraft],
+    test_mode: bool,
+    sender_addresses: dict[str, str],
+) -> None:
+    """Refuse the drafts whose From domain the client may not send from: one query per call."""
+    if domains_conf.allow_unverified():
+        return
+    domain_of: dict[str, str] = {}
+    for draft in drafts:
+        if draft.sender not in domain_of:
+            address = sender_addresses[draft.sender] = parseaddr(draft.sender)[1]
+            domain_of[draft.sender] = address.rpartition("@")[2].lower()
+    refused = sender_domains_refused(
+        client_id=client.id, domains=domain_of.values(), test_mode=test_mode
+    )
+    if refused:
+        raise SenderDomainNotVerified(
+            {
+                index: (domain, refused[domain])
+                for index, draft in enumerate(drafts)
+                if (domain := domain_of[draft.sender]) in refused
+            }
+        )
 
 
 # Every accept runs this lookup: as plain SQL it costs a third of the ORM query (measured: 130

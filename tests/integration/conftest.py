@@ -15,6 +15,7 @@ from django.conf import settings
 
 from deliveries.models import Message
 from deliveries.states import FINISHED_MESSAGE_STATUSES
+from tests.support.dns_server import DnsServer
 from tests.support.sink import SmtpSink
 from tests.support.workers import ROOT, WorkerProcess, database_url, delete_queues
 
@@ -130,3 +131,22 @@ def wait_until_final(message_id, *, timeout: float = 20.0) -> Message:
 
     wait_until(final, timeout=timeout, what=f"message {message_id} to reach a final status")
     return Message.objects.get(id=message_id)
+
+
+@pytest.fixture(scope="module")
+def dns_server() -> Iterator[DnsServer]:
+    """A DNS server on loopback answering from a dict the test fills (sending domains' checks)."""
+    server = DnsServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def dns(dns_server: DnsServer, settings) -> DnsServer:
+    """``dns_server``, emptied, and the one the domain checks of this process ask."""
+    dns_server.clear()
+    settings.MAILHUB_DNS_RESOLVERS = [dns_server.address]
+    settings.MAILHUB_DNS_TIMEOUT_SECONDS = 5.0
+    return dns_server

@@ -78,6 +78,7 @@ def test_metrics_parse_and_name_every_family(client, db):
         "mailhub_queue_messages",
         "mailhub_queue_consumers",
         "mailhub_workers",
+        "mailhub_sending_domains",
     ]:
         assert expected in names, expected
     assert value(samples, "mailhub_broker_up") == 1.0

@@ -222,7 +222,11 @@ def test_lines_about_other_tasks_and_warnings_about_ticks_stay_as_they_are(quiet
 
 def test_the_ticks_are_the_tasks_of_the_beat_schedule():
     ticks = logs.QuietTicksFilter()._ticks()
-    assert ticks == {"deliveries.tasks.dispatch_due", "webhooks.tasks.tick"}
+    assert ticks == {
+        "deliveries.tasks.dispatch_due",
+        "webhooks.tasks.tick",
+        "domains.tasks.reverify_due",
+    }
     assert ticks == {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
 
 

@@ -43,6 +43,10 @@ TYPED: dict[str, Any] = {
     "Webhook": types.Webhook,
     "WebhookCreated": types.WebhookCreated,
     "WebhookAttempt": types.WebhookAttempt,
+    "Domain": types.Domain,
+    "DkimKey": types.DkimKey,
+    "DomainRecord": types.DomainRecord,
+    "DomainCheck": types.DomainCheck,
     "Problem": types.Problem,
     "FieldError": types.FieldError,
     # What the client sends, in the API's own field names.
@@ -62,6 +66,9 @@ ENUMS = {
     "Priority": (types.Priority, "MessageDetail", "priority"),
     "SuppressionReason": (types.SuppressionReason, "Suppression", "reason"),
     "AttemptOutcome": (types.AttemptOutcome, "Attempt", "outcome"),
+    "DomainState": (types.DomainState, "Domain", "state"),
+    "DkimAlgorithm": (types.DkimAlgorithm, "DkimKey", "algorithm"),
+    "DkimKeyState": (types.DkimKeyState, "DkimKey", "state"),
 }
 
 #: The list calls, and the operation each one reads. An iterator follows the pages' `next`

@@ -13,7 +13,7 @@ import csv
 import hashlib
 import io
 import re
-from email.utils import formataddr
+from email.utils import formataddr, parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ from api.serializers.intake import MessageCreateSerializer, TemplateLookup
 from deliveries.management.commands._common import EXIT_PARTIAL, client_named, progress
 from deliveries.models import Message, Priority
 from deliveries.services import MessageDraft, messages_accept
+from domains.errors import SenderDomainNotVerified
+from domains.selectors import sender_domain_problem
 
 _CAMPAIGN = re.compile(r"^[A-Za-z0-9_.-]{1,59}$")
 #: Refused rows listed in full; the rest are counted.
@@ -110,6 +112,9 @@ class Command(BaseCommand):
         templates = TemplateLookup(client)
         if templates(options["template"]) is None:
             raise CommandError(f"{client.name} has no template named {options['template']!r}.")
+        sender_address = parseaddr(options["sender"])[1]
+        if problem := sender_domain_problem(client_id=client.id, address=sender_address):
+            raise CommandError(f"--from {options['sender']}: {problem}")
         with _campaign_lock(campaign):
             done = bulk_rows_done(client=client, campaign=campaign)
             self.stdout.write(
@@ -151,7 +156,10 @@ class Command(BaseCommand):
                 # One transaction per batch: an interruption leaves it all accepted or none.
                 nonlocal accepted
                 if drafts and not options["dry_run"]:
-                    messages_accept(client=client, drafts=drafts)
+                    try:
+                        messages_accept(client=client, drafts=drafts)
+                    except SenderDomainNotVerified as refused:  # suspended during the run
+                        raise CommandError(f"--from {options['sender']}: {refused}") from None
                 accepted += len(drafts)
                 bar.update(len(drafts))
                 drafts.clear()

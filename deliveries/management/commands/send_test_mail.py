@@ -12,6 +12,7 @@ from deliveries.management.commands._common import EXIT_PARTIAL, EXIT_TIMEOUT
 from deliveries.models import Attempt, Delivery, Message, Priority
 from deliveries.services import MessageDraft, Recipient, message_accept
 from deliveries.states import FINISHED_MESSAGE_STATUSES, MessageStatus
+from domains.errors import SenderDomainNotVerified
 
 
 class Command(BaseCommand):
@@ -69,7 +70,12 @@ class Command(BaseCommand):
             priority=priority,
             tags=["send_test_mail"],
         )
-        message = message_accept(client=client_get_or_create(name=client), draft=draft)
+        try:
+            message = message_accept(client=client_get_or_create(name=client), draft=draft)
+        except SenderDomainNotVerified as refused:
+            raise CommandError(
+                f"{refused.message} (manage.py domains add {client} {refused.extra['domain']})"
+            ) from None
         self.stdout.write(
             f"Accepted message {message.id} for {to} ({priority}); waiting up to {timeout:g} s."
         )

@@ -53,6 +53,11 @@ SuppressionReason = Literal["manual", "unsubscribe", "complaint", "hard_bounce"]
 Mode = Literal["live", "test", "all"]
 """Whose mail a list shows (``messages(mode=...)``, ``events(mode=...)``): mail sent with live
 keys, with test-mode keys, or both. Without it, the mode of the key making the request."""
+DomainState = Literal["pending", "verified", "failing", "suspended"]
+"""A sending domain's state: mail may come From: it when ``verified``, or ``failing`` until its
+``suspends_at``."""
+DkimAlgorithm = Literal["rsa-sha256", "ed25519-sha256"]
+DkimKeyState = Literal["pending", "active", "retired"]
 FINAL_MESSAGE_STATUSES: frozenset[str] = frozenset(
     {"delivered", "partially_delivered", "bounced", "failed", "cancelled", "suppressed"}
 )
@@ -320,3 +325,59 @@ class EventPage:
 
     results: list[EventDocument]
     cursor: str | None
+
+
+class DkimKey(TypedDict):
+    """A DKIM key of a sending domain (never its private half)."""
+
+    selector: str
+    algorithm: DkimAlgorithm
+    state: DkimKeyState
+    record_name: str
+    record_value: str
+    created_at: str
+    activated_at: str | None
+    retired_at: str | None
+
+
+class DomainRecord(TypedDict):
+    """A DNS record to publish for a sending domain."""
+
+    purpose: Literal["dkim", "spf", "dmarc", "bounce"]
+    type: Literal["TXT", "MX"]
+    name: str
+    value: str
+    required: bool
+    publisher: Literal["client", "operator"]
+    selector: str
+    note: str
+
+
+class DomainCheck(TypedDict):
+    """What the last check found of one record; ``ok`` is None when DNS did not answer."""
+
+    ok: bool | None
+    detail: str
+    required: bool
+    found: list[str]
+    policy: str
+
+
+class Domain(TypedDict):
+    """A sending domain, its keys, the records to publish and what the last check found
+    (``checks``, by ``dkim:<selector>``, ``spf``, ``dmarc``, ``bounce``)."""
+
+    id: int
+    domain: str
+    allow_subdomains: bool
+    state: DomainState
+    usable: bool
+    verified_locally: bool
+    verified_at: str | None
+    last_checked_at: str | None
+    failing_since: str | None
+    suspends_at: str | None
+    created_at: str
+    dkim_keys: list[DkimKey]
+    records: list[DomainRecord]
+    checks: dict[str, DomainCheck]
