@@ -5,6 +5,7 @@ import os
 
 from celery import Celery
 from celery.signals import after_setup_task_logger, task_postrun, task_prerun
+from celery.worker.consumer import Consumer as CeleryConsumer
 
 from mailhub import logs
 
@@ -13,6 +14,24 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailhub.settings")
 app = Celery("mailhub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+_NATIVE_DELAYED_DELIVERY = "celery.worker.consumer.delayed_delivery:DelayedDelivery"
+
+
+class Consumer(CeleryConsumer):
+    """Celery's task consumer without native delayed delivery (CELERY_WORKER_CONSUMER).
+
+    With quorum queues Celery would declare 28 delay exchanges and queues at every worker start
+    and bind each task queue to them, for ETA tasks: Mailhub publishes none that wait long (what
+    waits is in Postgres), and the machinery cannot route through Mailhub's direct exchange.
+    """
+
+    class Blueprint(CeleryConsumer.Blueprint):
+        default_steps = [
+            step
+            for step in CeleryConsumer.Blueprint.default_steps
+            if step != _NATIVE_DELAYED_DELIVERY
+        ]
 
 
 # Logging is Django's (settings.LOGGING), set up before Celery's: with
