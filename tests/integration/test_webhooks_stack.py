@@ -36,8 +36,8 @@ WEBHOOK_WORKER_ENV = {
 
 @pytest.fixture(scope="module")
 def webhooks_worker(mail_stack):
-    """A worker consuming only the webhooks queue, as production runs one. The beat that sends
-    it the webhook tick is the one `mail_stack` already runs (with the mail dispatcher's)."""
+    """A worker consuming the webhook queues, as production runs one. The beat that sends the
+    webhook ticks is the one `mail_stack` already runs (with the mail dispatcher's)."""
     log_dir = Path(os.environ.get("MAILHUB_TEST_LOG_DIR", ROOT / "var" / "test-logs"))
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {
@@ -49,7 +49,11 @@ def webhooks_worker(mail_stack):
         "PYTHONUNBUFFERED": "1",
     }
     worker = WorkerProcess(
-        "webhooks", [settings.MAILHUB_WEBHOOK_QUEUE], env=env, log_dir=log_dir, concurrency=2
+        "webhooks",
+        [settings.MAILHUB_WEBHOOK_QUEUE, settings.MAILHUB_WEBHOOK_TICK_QUEUE],
+        env=env,
+        log_dir=log_dir,
+        concurrency=2,
     )
     worker.start()
     yield worker
