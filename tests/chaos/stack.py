@@ -37,6 +37,7 @@ from deliveries.states import ACTIVE, DeliveryStatus
 from tests.builders import Actor, message_payload
 from tests.integration.conftest import WORKER_ENV
 from tests.support.api_server import ApiServer
+from tests.support.processes import as_root
 from tests.support.sink import SmtpSink
 from tests.support.workers import ROOT, WorkerProcess, database_url, delete_queues
 
@@ -485,12 +486,8 @@ def report_markdown(rows: Sequence[Row]) -> str:
 # -- breaking the machine's services -------------------------------------------------------------
 
 
-def _as_root(command: list[str]) -> list[str]:
-    return command if os.geteuid() == 0 else ["sudo", "-n", *command]
-
-
 def _run(command: list[str], *, timeout: float = 120) -> None:
-    subprocess.run(_as_root(command), check=True, capture_output=True, timeout=timeout)
+    subprocess.run(as_root(command), check=True, capture_output=True, timeout=timeout)
 
 
 def rabbitmq_up() -> None:
@@ -537,7 +534,7 @@ def postgres_restart() -> None:
         try:
             postgres_ready(timeout=30)
         except RuntimeError:
-            subprocess.run(_as_root([*command, "start"]), capture_output=True, timeout=120)
+            subprocess.run(as_root([*command, "start"]), capture_output=True, timeout=120)
             postgres_ready()
         # This process's connection died with the server; the next query opens a new one.
         connection.close()
