@@ -72,11 +72,14 @@ REPORT: list[Row] = []
 
 
 class ChaosStack:
-    """Workers (and an API) consuming and publishing to queues no other stack uses."""
+    """Workers (and an API) consuming and publishing to queues no other stack uses: queues of a
+    prefix of their own on the machine's broker, or, with ``own_broker``, the unprefixed queues
+    of a broker the scenario brought (CELERY_BROKER_URL in ``env``) and takes away itself."""
 
-    def __init__(self, name: str, env: dict[str, str]) -> None:
+    def __init__(self, name: str, env: dict[str, str], *, own_broker: bool = False) -> None:
         self.name = name
-        self.prefix = f"chaos-{name}-{uuid.uuid4().hex[:6]}."
+        self.own_broker = own_broker
+        self.prefix = "" if own_broker else f"chaos-{name}-{uuid.uuid4().hex[:6]}."
         self.queues = {p: f"{self.prefix}mail.{p}" for p in PRIORITIES}
         self.log_dir = Path(os.environ.get("MAILHUB_TEST_LOG_DIR", ROOT / "var" / "test-logs"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -163,12 +166,13 @@ class ChaosStack:
             api.stop()
         for worker in self.workers:
             worker.stop()
-        delete_queues(self.prefix)
+        if not self.own_broker:
+            delete_queues(self.prefix)
 
 
 @contextmanager
-def chaos_stack(name: str, **env: str) -> Iterator[ChaosStack]:
-    stack = ChaosStack(name, env)
+def chaos_stack(name: str, *, own_broker: bool = False, **env: str) -> Iterator[ChaosStack]:
+    stack = ChaosStack(name, env, own_broker=own_broker)
     try:
         yield stack
     finally:
@@ -202,15 +206,19 @@ class Answer:
 
 
 class Feeder(threading.Thread):
-    """POSTs one message after another to the API, at most ``rate`` a second, until stopped;
-    every request names a recipient of its own, so its fate can be looked up afterwards."""
+    """POSTs one message after another to the API, at most ``rate`` a second, until stopped (or
+    ``limit`` were sent); every request names a recipient of its own, so its fate can be looked
+    up afterwards."""
 
-    def __init__(self, api: ApiServer, *, key: str, tag: str, rate: float) -> None:
+    def __init__(
+        self, api: ApiServer, *, key: str, tag: str, rate: float, limit: int | None = None
+    ) -> None:
         super().__init__(daemon=True, name=f"feeder-{tag}")
         self.api = api
         self.key = key
         self.tag = tag
         self.interval = 1 / rate
+        self.limit = limit
         self.answers: list[Answer] = []
         self._stop_event = threading.Event()
 
@@ -225,7 +233,7 @@ class Feeder(threading.Thread):
         connection_ = self.api.connect(timeout=30)
         index = 0
         next_at = time.monotonic()
-        while not self._stop_event.is_set():
+        while not self._stop_event.is_set() and (self.limit is None or index < self.limit):
             next_at += self.interval
             answer = self._post(connection_, index)
             if answer.status is None:
