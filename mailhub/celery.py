@@ -2,8 +2,9 @@
 
 import logging
 import os
+from typing import cast
 
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.signals import after_setup_task_logger, task_postrun, task_prerun
 from celery.worker.consumer import Consumer as CeleryConsumer
 
@@ -26,12 +27,21 @@ class Consumer(CeleryConsumer):
     waits is in Postgres), and the machinery cannot route through Mailhub's direct exchange.
     """
 
-    class Blueprint(CeleryConsumer.Blueprint):
-        default_steps = [
-            step
-            for step in CeleryConsumer.Blueprint.default_steps
-            if step != _NATIVE_DELAYED_DELIVERY
-        ]
+    # Built with type(): the stubs know Consumer.Blueprint as an attribute, not a class.
+    Blueprint = cast(
+        "type[bootsteps.Blueprint]",
+        type(
+            "Blueprint",
+            (CeleryConsumer.Blueprint,),
+            {
+                "default_steps": [
+                    step
+                    for step in CeleryConsumer.Blueprint.default_steps
+                    if step != _NATIVE_DELAYED_DELIVERY
+                ]
+            },
+        ),
+    )
 
 
 # Logging is Django's (settings.LOGGING), set up before Celery's: with

@@ -73,13 +73,13 @@ REPORT: list[Row] = []
 
 class ChaosStack:
     """Workers (and an API) consuming and publishing to queues no other stack uses: queues of a
-    prefix of their own on the machine's broker, or, with ``own_broker``, the unprefixed queues
-    of a broker the scenario brought (CELERY_BROKER_URL in ``env``) and takes away itself."""
+    prefix of their own on the machine's broker or, when ``env`` names a CELERY_BROKER_URL, the
+    unprefixed queues of the broker the scenario brought (and takes away itself)."""
 
-    def __init__(self, name: str, env: dict[str, str], *, own_broker: bool = False) -> None:
+    def __init__(self, name: str, env: dict[str, str]) -> None:
         self.name = name
-        self.own_broker = own_broker
-        self.prefix = "" if own_broker else f"chaos-{name}-{uuid.uuid4().hex[:6]}."
+        self.own_broker = "CELERY_BROKER_URL" in env
+        self.prefix = "" if self.own_broker else f"chaos-{name}-{uuid.uuid4().hex[:6]}."
         self.queues = {p: f"{self.prefix}mail.{p}" for p in PRIORITIES}
         self.log_dir = Path(os.environ.get("MAILHUB_TEST_LOG_DIR", ROOT / "var" / "test-logs"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -171,8 +171,8 @@ class ChaosStack:
 
 
 @contextmanager
-def chaos_stack(name: str, *, own_broker: bool = False, **env: str) -> Iterator[ChaosStack]:
-    stack = ChaosStack(name, env, own_broker=own_broker)
+def chaos_stack(name: str, **env: str) -> Iterator[ChaosStack]:
+    stack = ChaosStack(name, env)
     try:
         yield stack
     finally:

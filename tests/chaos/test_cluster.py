@@ -89,7 +89,6 @@ def test_the_node_leading_the_mail_queues_dies_and_no_accepted_mail_is_lost(acto
         sinks() as [sink],
         chaos_stack(
             "cluster",
-            own_broker=True,
             MAILHUB_SMTP_URL=sink.url,
             CELERY_BROKER_URL=production_broker(cluster),
             MAILHUB_QUEUE_TYPE="quorum",

@@ -59,6 +59,14 @@ class QuorumStack:
         )
         self.api = ApiServer("quorum", env=self.env, log_dir=worker_log_dir())
         self.worker: WorkerProcess | None = None
+        # Where the production work policy sends a task past its delivery limit.
+        work = definition("policies", "mailhub-work")
+        self.dead_letters = Queue(
+            definition("queues", "mailhub.dead-letter")["name"],
+            Exchange(work["definition"]["dead-letter-exchange"], "fanout", durable=True),
+            durable=True,
+            queue_arguments={"x-queue-type": "quorum"},
+        )
 
     def queue(self, name: str) -> str:
         return self.prefix + name
@@ -111,16 +119,8 @@ def stack(django_db_setup, django_db_blocker) -> Iterator[QuorumStack]:
             "^" + re.escape(stack.prefix) + work["pattern"].removeprefix("^"),
             json.dumps({**work["definition"], "delivery-limit": DELIVERY_LIMIT}),
         )
-        dead = Exchange(work["definition"]["dead-letter-exchange"], "fanout", durable=True)
-        dead_letters = Queue(
-            definition("queues", "mailhub.dead-letter")["name"],
-            dead,
-            durable=True,
-            queue_arguments={"x-queue-type": "quorum"},
-        )
         with Connection(stack.url) as connection:
-            dead_letters.bind(connection.default_channel).declare()
-        stack.dead_letters = dead_letters
+            stack.dead_letters.bind(connection.default_channel).declare()
         stack.api.start()
         try:
             yield stack
