@@ -4,17 +4,17 @@ other clients' new events are fanned out and their endpoints published."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from django.conf import settings
 
 from deliveries.models import Event
 from deliveries.states import EventType
-from tests.integration.conftest import WORKER_ENV, wait_until, worker_log_dir
-from tests.integration.test_webhooks_stack import WEBHOOK_WORKER_ENV, send, subscribe
-from tests.support.receiver import WebhookReceiver
-from tests.support.workers import WorkerProcess, database_url
+from tests.integration.conftest import wait_until
+from tests.integration.test_webhooks_stack import (
+    loopback_receivers,
+    send,
+    start_webhook_pool,
+    subscribe,
+)
 from webhooks.models import Notification
 
 pytestmark = pytest.mark.integration
@@ -27,35 +27,16 @@ def webhook_pool(mail_stack):
     """The Procfile's `worker_webhooks`: two processes on `webhooks` and `webhooks.tick`. Its
     requests may wait two minutes, far longer than the test holds them. `mail_stack`'s general
     worker (with beat) consumes `webhooks.tick` too, as the Procfile's `worker` does."""
-    env = {
-        **os.environ,
-        **WORKER_ENV,
-        **WEBHOOK_WORKER_ENV,
-        "MAILHUB_WEBHOOK_TIMEOUT_SECONDS": "120",
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url(),
-        "PYTHONUNBUFFERED": "1",
-    }
-    worker = WorkerProcess(
-        "webhooks-ticks",
-        [settings.MAILHUB_WEBHOOK_QUEUE, settings.MAILHUB_WEBHOOK_TICK_QUEUE],
-        env=env,
-        log_dir=worker_log_dir(),
-        concurrency=CONCURRENCY,
+    worker = start_webhook_pool(
+        "webhooks-ticks", concurrency=CONCURRENCY, MAILHUB_WEBHOOK_TIMEOUT_SECONDS="120"
     )
-    worker.start()
     yield worker
     worker.stop()
 
 
 @pytest.fixture
 def receivers(sink, webhook_pool, settings):
-    settings.MAILHUB_WEBHOOK_ALLOW_HTTP = True
-    settings.MAILHUB_WEBHOOK_ALLOW_LOOPBACK = True
-    started = [WebhookReceiver().start() for _ in range(CONCURRENCY + 1)]
-    yield started
-    for receiver in started:
-        receiver.stop()
+    yield from loopback_receivers(settings, CONCURRENCY + 1)
 
 
 def test_a_tick_runs_while_every_webhook_process_waits_on_a_slow_endpoint(receivers, acme, globex):
