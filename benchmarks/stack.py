@@ -97,11 +97,12 @@ class Stack:
         call_command("migrate", interactive=False, verbosity=0)
         queues = [f"{self.prefix}mail.{name}" for name in ("high", "normal", "low")]
         dispatch = f"{self.prefix}mailhub.dispatch"
+        ticks = f"{self.prefix}webhooks.tick"
         pools = {
             # The Procfile's pools: one reserved for mail.high, one general with beat.
             "high": ([queues[0], dispatch], self.sizing.high, False),
-            "general": ([*queues, dispatch], self.sizing.general, True),
-            "webhooks": ([f"{self.prefix}webhooks"], self.sizing.webhooks, False),
+            "general": ([*queues, dispatch, ticks], self.sizing.general, True),
+            "webhooks": ([f"{self.prefix}webhooks", ticks], self.sizing.webhooks, False),
         }
         for name, (pool_queues, concurrency, beat) in pools.items():
             say(f"starting the {name} worker (concurrency {concurrency})")

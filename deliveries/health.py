@@ -23,11 +23,11 @@ from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from kombu import Connection
 from kombu.exceptions import KombuError
 
 from deliveries import metrics
 from mailhub import http_metrics
+from mailhub.broker import broker_connection
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,9 @@ def check_database() -> str:
 
 
 def check_broker() -> str:
-    """Open (and close) one connection to ``CELERY_BROKER_URL``, read when called."""
-    timeout = settings.MAILHUB_READY_BROKER_TIMEOUT_SECONDS
-    with Connection(settings.CELERY_BROKER_URL, connect_timeout=timeout) as conn:
-        conn.ensure_connection(max_retries=0)  # one try: a probe must not sit in a retry loop
+    """Open (and close) one connection to ``CELERY_BROKER_URL``: to any of its nodes."""
+    with broker_connection(timeout=settings.MAILHUB_READY_BROKER_TIMEOUT_SECONDS):
+        pass
     return "reachable"
 
 

@@ -61,7 +61,6 @@ from django.db.models.functions import Coalesce, Greatest
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
-from kombu import Connection
 from kombu.exceptions import KombuError
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -75,6 +74,7 @@ from deliveries import conf
 from deliveries.models import Delivery, Event, Message, Priority
 from deliveries.states import ACTIVE, DeliveryStatus, MessageStatus
 from domains.selectors import domain_state_counts
+from mailhub.broker import broker_connection
 from mailhub.http_metrics import CONTENT_TYPE, metrics_refusal
 
 S = DeliveryStatus
@@ -128,14 +128,14 @@ class BrokerState:
 def broker_queue_depths(*, timeout: float | None = None) -> BrokerState:
     """Ready messages and consumers of each priority's queue, by passive ``queue.declare``.
 
-    Reads ``CELERY_BROKER_URL`` at call time and connects once, with a short timeout, so an
-    unreachable broker costs the caller at most ``timeout`` seconds and never a retry loop.
+    Reads ``CELERY_BROKER_URL`` at call time and connects once (to each node of a cluster, in
+    turn), with a short timeout, so an unreachable broker costs the caller ``timeout`` seconds per
+    node and never a retry loop.
     """
     timeout = timeout or settings.MAILHUB_READY_BROKER_TIMEOUT_SECONDS
     queues: dict[str, QueueDepth] = {}
     try:
-        with Connection(settings.CELERY_BROKER_URL, connect_timeout=timeout) as conn:
-            conn.ensure_connection(max_retries=0)
+        with broker_connection(timeout=timeout) as conn:
             for priority, name in settings.MAILHUB_QUEUES.items():
                 # py-amqp's channel (the broker URL is always AMQP); kombu types it as the
                 # transport-neutral StdChannel, which has no queue_declare.

@@ -195,18 +195,26 @@ def parse_database_url(name: str, url: str) -> DBConfig:
     try:
         config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
     except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} is not a valid database URL: {exc}") from None
+        hint = ""
+        if "," in url.partition("://")[2].partition("/")[0]:
+            # libpq's own form (host=a,b port=5432,5433) has no URL that dj-database-url reads.
+            hint = " (several hosts share one port: postgres://user:pass@host1,host2:5432/db)"
+        raise ImproperlyConfigured(f"{name} is not a valid database URL: {exc}{hint}") from None
     if not config.get("NAME"):
         raise ImproperlyConfigured(f"{name} names no database: {redact_url(url)!r}")
     return config
 
 
 def parse_broker_url(name: str, url: str) -> str:
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    if scheme not in {"amqp", "amqps", "pyamqp"}:
-        raise ImproperlyConfigured(
-            f"{name} must be an amqp:// URL (RabbitMQ), got {redact_url(url)!r}"
-        )
+    """An ``amqp://`` URL, or several separated by ``;``: the nodes of a RabbitMQ cluster, which
+    Celery and kombu try in turn when the one in use cannot be reached."""
+    for node in url.split(";"):
+        scheme = node.split("://", 1)[0] if "://" in node else ""
+        if scheme not in {"amqp", "amqps", "pyamqp"}:
+            raise ImproperlyConfigured(
+                f"{name} must be an amqp:// URL (RabbitMQ), or several separated by ';', "
+                f"got {redact_url(node)!r}"
+            )
     return url
 
 

@@ -213,10 +213,25 @@ MAILHUB_QUEUES = {
     "low": f"{MAILHUB_QUEUE_PREFIX}mail.low",
 }
 MAILHUB_DISPATCH_QUEUE = f"{MAILHUB_QUEUE_PREFIX}mailhub.dispatch"
+# `classic`: each queue lives on one RabbitMQ node. `quorum`: each queue is replicated over the
+# cluster (Raft) and stays available while a majority of its nodes are up; what changes with it
+# (per-consumer prefetch, the broker's delivery limit) is in deploy/README.md, "RabbitMQ". A
+# queue's type is fixed when RabbitMQ creates it: switching means new queues (same README).
+MAILHUB_QUEUE_TYPE = env_choice("MAILHUB_QUEUE_TYPE", "classic", choices=("classic", "quorum"))
+# Classic queues are declared without arguments, as they were before the setting existed, so a
+# running broker's queues still match Celery's declaration of them.
+_QUEUE_ARGUMENTS = {"x-queue-type": "quorum"} if MAILHUB_QUEUE_TYPE == "quorum" else {}
 _exchange = Exchange(f"{MAILHUB_QUEUE_PREFIX}mailhub", type="direct", durable=True)
+
+
+def _task_queue(name: str) -> Queue:
+    return Queue(
+        name, _exchange, routing_key=name, durable=True, queue_arguments=dict(_QUEUE_ARGUMENTS)
+    )
+
+
 CELERY_TASK_QUEUES = [
-    Queue(name, _exchange, routing_key=name, durable=True)
-    for name in [*MAILHUB_QUEUES.values(), MAILHUB_DISPATCH_QUEUE]
+    _task_queue(name) for name in [*MAILHUB_QUEUES.values(), MAILHUB_DISPATCH_QUEUE]
 ]
 CELERY_TASK_DEFAULT_QUEUE = MAILHUB_QUEUES["normal"]
 CELERY_TASK_DEFAULT_EXCHANGE = _exchange.name
@@ -227,6 +242,14 @@ CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Quorum queues refuse a consumer on a channel with a global prefetch limit; Celery sees their
+# x-queue-type and sets the limit per consumer instead (the default, said here because it
+# matters): each queue a worker consumes may then hold `concurrency` unacknowledged tasks.
+CELERY_WORKER_DETECT_QUORUM_QUEUES = True
+# Celery's worker without its "native delayed delivery" step, which declares 28 exchanges and
+# quorum queues for ETA tasks and binds every task queue to them: Mailhub keeps what waits in
+# Postgres, and its exchange is direct, with which that machinery does not work anyway.
+CELERY_WORKER_CONSUMER = "mailhub.celery:Consumer"
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("MAILHUB_BROKER_TIMEOUT_SECONDS", 2.0, minimum=0.1)
@@ -406,9 +429,14 @@ CELERY_BEAT_SCHEDULE["domains-reverify"] = {
 # Webhook work has a queue of its own, consumed by its own worker pool: a slow client endpoint
 # can hold webhook workers, never the mail queues.
 MAILHUB_WEBHOOK_QUEUE = f"{MAILHUB_QUEUE_PREFIX}webhooks"
-CELERY_TASK_QUEUES.append(
-    Queue(MAILHUB_WEBHOOK_QUEUE, _exchange, routing_key=MAILHUB_WEBHOOK_QUEUE, durable=True)
-)
+# Beat's webhook ticks (fan-out of new events, publishing of due endpoints) have a small queue of
+# their own, consumed by the webhook pool AND the general mail pool. On `webhooks` a tick waited
+# behind every queued POST, and with all webhook processes waiting on slow endpoints no tick ran
+# at all (each expired unseen). Not on `mailhub.dispatch`: the reserved `mail.high` pool consumes
+# that, and a tick may spend up to an interval fanning out a burst of events. The tick only talks
+# to Postgres, so it runs on whichever of the two pools has a process free first.
+MAILHUB_WEBHOOK_TICK_QUEUE = f"{MAILHUB_QUEUE_PREFIX}webhooks.tick"
+CELERY_TASK_QUEUES += [_task_queue(MAILHUB_WEBHOOK_QUEUE), _task_queue(MAILHUB_WEBHOOK_TICK_QUEUE)]
 # How often beat runs the webhook tick: fan new events out to endpoints, publish due endpoints.
 MAILHUB_WEBHOOK_INTERVAL_SECONDS = env_float("MAILHUB_WEBHOOK_INTERVAL_SECONDS", 1.0, minimum=0.1)
 # Events read per fan-out transaction; a tick runs such transactions for up to one interval.
@@ -454,7 +482,7 @@ MAILHUB_WEBHOOK_ALLOW_PRIVATE = env_bool("MAILHUB_WEBHOOK_ALLOW_PRIVATE", False)
 CELERY_BEAT_SCHEDULE["webhooks-tick"] = {
     "task": "webhooks.tasks.tick",
     "schedule": MAILHUB_WEBHOOK_INTERVAL_SECONDS,
-    "options": {"queue": MAILHUB_WEBHOOK_QUEUE, "expires": MAILHUB_WEBHOOK_INTERVAL_SECONDS},
+    "options": {"queue": MAILHUB_WEBHOOK_TICK_QUEUE, "expires": MAILHUB_WEBHOOK_INTERVAL_SECONDS},
 }
 
 # --- API: batches, idempotency, scheduling, templates, attachments, rate limits, OpenAPI ---------

@@ -1,4 +1,5 @@
-"""Celery entry points for webhooks, all on the `webhooks` queue: thin wrappers over services."""
+"""Celery entry points for webhooks, thin wrappers over services: the deliveries on the `webhooks`
+queue, beat's ticks on `webhooks.tick` (see MAILHUB_WEBHOOK_TICK_QUEUE in mailhub/settings.py)."""
 
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ SCENARIO_ORDER = (
     "test_smtp",
     "test_relays",
     "test_burst",
+    "test_cluster",
     "test_broker",
     "test_database",
 )

@@ -37,6 +37,7 @@ from deliveries.states import ACTIVE, DeliveryStatus
 from tests.builders import Actor, message_payload
 from tests.integration.conftest import WORKER_ENV
 from tests.support.api_server import ApiServer
+from tests.support.processes import as_root
 from tests.support.sink import SmtpSink
 from tests.support.workers import ROOT, WorkerProcess, database_url, delete_queues
 
@@ -71,11 +72,14 @@ REPORT: list[Row] = []
 
 
 class ChaosStack:
-    """Workers (and an API) consuming and publishing to queues no other stack uses."""
+    """Workers (and an API) consuming and publishing to queues no other stack uses: queues of a
+    prefix of their own on the machine's broker or, when ``env`` names a CELERY_BROKER_URL, the
+    unprefixed queues of the broker the scenario brought (and takes away itself)."""
 
     def __init__(self, name: str, env: dict[str, str]) -> None:
         self.name = name
-        self.prefix = f"chaos-{name}-{uuid.uuid4().hex[:6]}."
+        self.own_broker = "CELERY_BROKER_URL" in env
+        self.prefix = "" if self.own_broker else f"chaos-{name}-{uuid.uuid4().hex[:6]}."
         self.queues = {p: f"{self.prefix}mail.{p}" for p in PRIORITIES}
         self.log_dir = Path(os.environ.get("MAILHUB_TEST_LOG_DIR", ROOT / "var" / "test-logs"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +166,8 @@ class ChaosStack:
             api.stop()
         for worker in self.workers:
             worker.stop()
-        delete_queues(self.prefix)
+        if not self.own_broker:
+            delete_queues(self.prefix)
 
 
 @contextmanager
@@ -201,15 +206,19 @@ class Answer:
 
 
 class Feeder(threading.Thread):
-    """POSTs one message after another to the API, at most ``rate`` a second, until stopped;
-    every request names a recipient of its own, so its fate can be looked up afterwards."""
+    """POSTs one message after another to the API, at most ``rate`` a second, until stopped (or
+    ``limit`` were sent); every request names a recipient of its own, so its fate can be looked
+    up afterwards."""
 
-    def __init__(self, api: ApiServer, *, key: str, tag: str, rate: float) -> None:
+    def __init__(
+        self, api: ApiServer, *, key: str, tag: str, rate: float, limit: int | None = None
+    ) -> None:
         super().__init__(daemon=True, name=f"feeder-{tag}")
         self.api = api
         self.key = key
         self.tag = tag
         self.interval = 1 / rate
+        self.limit = limit
         self.answers: list[Answer] = []
         self._stop_event = threading.Event()
 
@@ -224,7 +233,7 @@ class Feeder(threading.Thread):
         connection_ = self.api.connect(timeout=30)
         index = 0
         next_at = time.monotonic()
-        while not self._stop_event.is_set():
+        while not self._stop_event.is_set() and (self.limit is None or index < self.limit):
             next_at += self.interval
             answer = self._post(connection_, index)
             if answer.status is None:
@@ -485,12 +494,8 @@ def report_markdown(rows: Sequence[Row]) -> str:
 # -- breaking the machine's services -------------------------------------------------------------
 
 
-def _as_root(command: list[str]) -> list[str]:
-    return command if os.geteuid() == 0 else ["sudo", "-n", *command]
-
-
 def _run(command: list[str], *, timeout: float = 120) -> None:
-    subprocess.run(_as_root(command), check=True, capture_output=True, timeout=timeout)
+    subprocess.run(as_root(command), check=True, capture_output=True, timeout=timeout)
 
 
 def rabbitmq_up() -> None:
@@ -537,7 +542,7 @@ def postgres_restart() -> None:
         try:
             postgres_ready(timeout=30)
         except RuntimeError:
-            subprocess.run(_as_root([*command, "start"]), capture_output=True, timeout=120)
+            subprocess.run(as_root([*command, "start"]), capture_output=True, timeout=120)
             postgres_ready()
         # This process's connection died with the server; the next query opens a new one.
         connection.close()

@@ -16,20 +16,9 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.conftest import DEPLOY, consumed_queues
+from tests.deploy.conftest import DEPLOY, ENV_EXAMPLE, consumed_queues, read_env_file
 
 COMPOSE = DEPLOY / "compose.yaml"
-ENV_EXAMPLE = DEPLOY / ".env.example"
-
-
-def read_env_file(path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            values[name] = value
-    return values
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +108,9 @@ def test_workers_stop_warm_and_every_queue_has_a_pool(compose, queues):
     consumed = {name: consumed_queues(service["command"]) for name, service in workers.items()}
     assert set().union(*consumed.values()) == set(queues)
     assert consumed["worker-high"] == {"mail.high", "mailhub.dispatch"}
-    assert consumed["worker-webhooks"] == {"webhooks"}
+    # Beat's webhook ticks: on both, so that one runs even while every webhook process waits.
+    assert consumed["worker-webhooks"] == {"webhooks", "webhooks.tick"}
+    assert "webhooks.tick" in consumed["worker"]
     for name, service in workers.items():
         assert service["stop_grace_period"] == "150s", name
         assert service["init"] is True, name

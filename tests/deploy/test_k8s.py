@@ -131,9 +131,12 @@ def test_each_queue_has_a_scaled_object_on_a_pool_that_consumes_it(manifests, qu
         assert queue in consumed_queues(containers(pools[target])[0]["command"])
         assert trigger["authenticationRef"]["name"] in by_kind(manifests, "TriggerAuthentication")
         triggered[queue] = target
-    dispatch = settings.MAILHUB_DISPATCH_QUEUE.removeprefix(settings.MAILHUB_QUEUE_PREFIX)
-    # The dispatcher's ticks are a handful at any time: nothing to scale on.
-    assert set(triggered) == set(queues) - {dispatch}
+    ticks = {
+        name.removeprefix(settings.MAILHUB_QUEUE_PREFIX)
+        for name in (settings.MAILHUB_DISPATCH_QUEUE, settings.MAILHUB_WEBHOOK_TICK_QUEUE)
+    }
+    # The dispatcher's and the webhook ticks are a handful at any time: nothing to scale on.
+    assert set(triggered) == set(queues) - ticks
     # One ScaledObject per Deployment: KEDA refuses a second one on the same target.
     assert len(set(triggered.values())) == len(triggered)
 
@@ -146,6 +149,9 @@ def test_every_celery_queue_is_consumed_and_the_reserved_pool_takes_only_high_pr
     assert set().union(*consumed.values()) == set(queues)
     assert consumed["mailhub-worker-high"] == {"mail.high", "mailhub.dispatch"}
     assert {"mail.high", "mail.normal", "mail.low"} <= consumed["mailhub-worker"]
+    # Beat's webhook ticks: on both, so that one runs even while every webhook process waits.
+    assert consumed["mailhub-worker-webhooks"] == {"webhooks", "webhooks.tick"}
+    assert "webhooks.tick" in consumed["mailhub-worker"]
     high = by_kind(manifests, "ScaledObject")["mailhub-worker-high"]
     assert high["spec"]["minReplicaCount"] >= 1
     assert (

@@ -1,5 +1,6 @@
-"""RabbitMQ's definitions: they declare Mailhub's queues exactly as Celery declares them (any
-difference would make Celery's own declaration fail), and the policies do what they claim."""
+"""RabbitMQ's definitions: they declare Mailhub's queues exactly as Celery declares them in a
+deployment (any difference would make Celery's own declaration fail), and the policies do what
+they claim."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import runpy
 from urllib.parse import unquote, urlsplit
 
 import pytest
+import yaml
 from django.conf import settings
 
-from tests.deploy.conftest import DEPLOY, without_prefix
-from tests.deploy.test_compose import ENV_EXAMPLE, read_env_file
+from tests.deploy.conftest import DEPLOY, ENV_EXAMPLE, read_env_file, without_prefix
 
 RABBITMQ = DEPLOY / "rabbitmq"
 
@@ -33,6 +34,13 @@ def policies_for(definitions: dict, queue: str) -> list[dict]:
     return sorted(matching, key=lambda policy: -policy["priority"])
 
 
+def tick_queues() -> set[str]:
+    return {
+        without_prefix(settings.MAILHUB_DISPATCH_QUEUE),
+        without_prefix(settings.MAILHUB_WEBHOOK_TICK_QUEUE),
+    }
+
+
 def test_every_celery_queue_is_declared_as_celery_declares_it(definitions, queues):
     declared = {queue["name"]: queue for queue in definitions["queues"]}
     bindings = {(b["source"], b["destination"]): b for b in definitions["bindings"]}
@@ -48,21 +56,36 @@ def test_every_celery_queue_is_declared_as_celery_declares_it(definitions, queue
         assert binding["routing_key"] == without_prefix(queue.routing_key)
 
 
+def test_deployments_declare_replicated_queues_and_so_do_the_definitions(definitions, queues):
+    environments = {
+        ".env.example": read_env_file(ENV_EXAMPLE)["MAILHUB_QUEUE_TYPE"],
+        "k8s ConfigMap": yaml.safe_load((DEPLOY / "k8s" / "configmap.yaml").read_text())["data"][
+            "MAILHUB_QUEUE_TYPE"
+        ],
+    }
+    assert set(environments.values()) == {"quorum"}, environments
+    for queue in definitions["queues"]:  # the dead letters too: they are kept for inspection
+        assert queue["arguments"] == {"x-queue-type": "quorum"}, queue["name"]
+
+
 def test_each_queue_gets_exactly_one_policy_and_mail_is_never_dropped(definitions, queues):
     for name in queues:
         matching = policies_for(definitions, name)
         assert len(matching) == 1, (name, [p["name"] for p in matching])
-    dispatch = without_prefix(settings.MAILHUB_DISPATCH_QUEUE)
-    for name in set(queues) - {dispatch}:
+    for name in set(queues) - tick_queues():
         [policy] = policies_for(definitions, name)
         # A delivery or webhook task is never dropped by a length limit or a TTL ...
         assert not {"max-length", "max-length-bytes", "message-ttl"} & set(policy["definition"])
-        # ... and one rejected outright (an unknown task in a rolling deploy) is kept aside.
+        # ... and one rejected outright (an unknown task in a rolling deploy), or handed back
+        # `delivery-limit` times (its worker died each time), is kept aside. The same limit on
+        # RabbitMQ 3.13, which has none by default, as on 4.x, whose default is 20.
         assert policy["definition"]["dead-letter-exchange"] == "mailhub.dead"
-    [ticks] = policies_for(definitions, dispatch)
-    # Stale dispatcher ticks are worthless: a few are kept, the oldest dropped.
-    assert ticks["definition"]["max-length"] <= 100
-    assert ticks["definition"]["overflow"] == "drop-head"
+        assert policy["definition"]["delivery-limit"] == 20
+    for name in tick_queues():
+        [ticks] = policies_for(definitions, name)
+        # Stale ticks are worthless: a few are kept, the oldest dropped.
+        assert ticks["definition"]["max-length"] <= 100
+        assert ticks["definition"]["overflow"] == "drop-head"
 
 
 def test_dead_letters_land_in_a_bounded_queue(definitions):

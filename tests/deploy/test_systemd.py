@@ -67,6 +67,8 @@ def test_each_pool_has_an_environment_file_and_together_they_consume_every_queue
         assert int(values["MAILHUB_WORKER_CONCURRENCY"]) >= 1
     assert set().union(*consumed.values()) == set(queues)
     assert consumed["high"] == {"mail.high", "mailhub.dispatch"}
+    assert consumed["webhooks"] == {"webhooks", "webhooks.tick"}
+    assert "webhooks.tick" in consumed["general"]
     service = unit("mailhub-worker@.service")["Service"]
     assert "-n %i@%H" in service["ExecStart"]
     assert "-Q ${MAILHUB_WORKER_QUEUES}" in service["ExecStart"]

@@ -1,7 +1,7 @@
 """The real stack for integration tests: the test database in Postgres, the test queues in
 RabbitMQ, an SMTP sink on loopback, and two Celery worker processes shaped like production's
-(one for `mail.high`, one general that also runs beat, i.e. the dispatcher), started once per
-test module that asks for them."""
+(one for `mail.high`, one general that also runs beat, i.e. the dispatcher, and takes the webhook
+ticks), started once per test module that asks for them."""
 
 from __future__ import annotations
 
@@ -64,7 +64,13 @@ def mail_stack(django_db_setup, django_db_blocker) -> Iterator[SmtpSink]:
         WorkerProcess("high", [queues["high"]], env=env, log_dir=log_dir, concurrency=1),
         WorkerProcess(
             "general",
-            [queues["high"], queues["normal"], queues["low"], settings.MAILHUB_DISPATCH_QUEUE],
+            [
+                queues["high"],
+                queues["normal"],
+                queues["low"],
+                settings.MAILHUB_DISPATCH_QUEUE,
+                settings.MAILHUB_WEBHOOK_TICK_QUEUE,
+            ],
             env=env,
             log_dir=log_dir,
             concurrency=2,

@@ -62,6 +62,21 @@ def test_readyz_is_503_naming_the_broker_when_rabbitmq_is_unreachable(client, db
     assert checks["database"]["ok"] is True
 
 
+def test_readyz_is_200_while_one_node_of_a_broker_cluster_is_down(client, db, settings):
+    """CELERY_BROKER_URL may list a cluster's nodes (`;`): the probe tries each once, so the
+    loss of one node (the first, here) does not take every API instance out of service."""
+    closed = free_port()
+    down = f"amqp://guest:guest@127.0.0.1:{closed}//"
+    with override_settings(CELERY_BROKER_URL=f"{down};{settings.CELERY_BROKER_URL}"):
+        ready = client.get("/readyz")
+    with override_settings(CELERY_BROKER_URL=f"{down};{down}"):
+        none_up = client.get("/readyz")
+
+    assert ready.status_code == 200, ready.content
+    assert none_up.status_code == 503
+    assert none_up.json()["checks"]["broker"]["ok"] is False
+
+
 def test_metrics_parse_and_name_every_family(client, db):
     samples = scrape(client)
     names = {name for name, _ in samples}

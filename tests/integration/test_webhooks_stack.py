@@ -8,16 +8,16 @@ import os
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
 
 from deliveries.models import Event
 from tests.builders import message_payload
-from tests.integration.conftest import WORKER_ENV, wait_until_final
+from tests.integration.conftest import WORKER_ENV, wait_until_final, worker_log_dir
 from tests.support.receiver import WebhookReceiver, documented_verifier
-from tests.support.workers import ROOT, WorkerProcess, database_url
+from tests.support.workers import WorkerProcess, database_url
 from webhooks.models import Endpoint, Notification, WebhookAttempt
 from webhooks.signing import signature_header
 
@@ -34,12 +34,9 @@ WEBHOOK_WORKER_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def webhooks_worker(mail_stack):
-    """A worker consuming only the webhooks queue, as production runs one. The beat that sends
-    it the webhook tick is the one `mail_stack` already runs (with the mail dispatcher's)."""
-    log_dir = Path(os.environ.get("MAILHUB_TEST_LOG_DIR", ROOT / "var" / "test-logs"))
-    log_dir.mkdir(parents=True, exist_ok=True)
+def start_webhook_pool(name: str, *, concurrency: int = 2, **overrides: str) -> WorkerProcess:
+    """A worker on the webhook queues (`webhooks`, `webhooks.tick`), as the Procfile's
+    `worker_webhooks`; started."""
     env = {
         **os.environ,
         **WORKER_ENV,
@@ -47,22 +44,43 @@ def webhooks_worker(mail_stack):
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": database_url(),
         "PYTHONUNBUFFERED": "1",
+        **overrides,
     }
-    worker = WorkerProcess(
-        "webhooks", [settings.MAILHUB_WEBHOOK_QUEUE], env=env, log_dir=log_dir, concurrency=2
-    )
-    worker.start()
+    return WorkerProcess(
+        name,
+        [settings.MAILHUB_WEBHOOK_QUEUE, settings.MAILHUB_WEBHOOK_TICK_QUEUE],
+        env=env,
+        log_dir=worker_log_dir(),
+        concurrency=concurrency,
+    ).start()
+
+
+@pytest.fixture(scope="module")
+def webhooks_worker(mail_stack):
+    """A worker consuming the webhook queues, as production runs one. The beat that sends the
+    webhook ticks is the one `mail_stack` already runs (with the mail dispatcher's)."""
+    worker = start_webhook_pool("webhooks")
     yield worker
     worker.stop()
 
 
-@pytest.fixture
-def receiver(sink, webhooks_worker, settings):
+def loopback_receivers(settings, count: int) -> Iterator[list[WebhookReceiver]]:
+    """``count`` receivers on loopback, where the API (``settings``: pytest-django's) then lets
+    endpoints point; stopped afterwards."""
     settings.MAILHUB_WEBHOOK_ALLOW_HTTP = True
     settings.MAILHUB_WEBHOOK_ALLOW_LOOPBACK = True
-    receiver = WebhookReceiver().start()
-    yield receiver
-    receiver.stop()
+    started = [WebhookReceiver().start() for _ in range(count)]
+    try:
+        yield started
+    finally:
+        for receiver in started:
+            receiver.stop()
+
+
+@pytest.fixture
+def receiver(sink, webhooks_worker, settings):
+    for [receiver] in loopback_receivers(settings, 1):
+        yield receiver
 
 
 def subscribe(actor, receiver: WebhookReceiver, **options) -> str:

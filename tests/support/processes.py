@@ -14,6 +14,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def as_root(command: list[str]) -> list[str]:
+    """``command`` as root (through sudo when not root): rabbitmqctl, pg_ctlcluster."""
+    return command if os.geteuid() == 0 else ["sudo", "-n", *command]
+
+
 class ManagedProcess:
     """Subclasses set ``name``, ``command``, ``env``, ``log_path`` and say when they are ready."""
 

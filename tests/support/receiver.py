@@ -4,6 +4,7 @@ what it got.
 
 receiver.secret = secret          # the endpoint's, from its creation
 receiver.fail_next(3)             # the next three requests get 500
+receiver.hold()                   # requests wait, unanswered, until receiver.release()
 receiver.wait_until(lambda r: len(r.events()) >= 4)
 receiver.events()                 # events of the requests it accepted (2xx), in arrival order
 """
@@ -68,6 +69,9 @@ class WebhookReceiver:
         self.response_body: bytes | None = None  # instead of the default short answer
         self._failures: deque[int] = deque()
         self._lock = threading.Condition()
+        self._open = threading.Event()  # cleared by hold(): requests wait for it
+        self._open.set()
+        self.in_flight = 0  # requests received and not yet answered
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -83,6 +87,7 @@ class WebhookReceiver:
         return self
 
     def stop(self) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
 
@@ -91,6 +96,13 @@ class WebhookReceiver:
     def fail_next(self, count: int, status: int = 500) -> None:
         with self._lock:
             self._failures.extend([status] * count)
+
+    def hold(self) -> None:
+        """A slow endpoint that the test controls: requests wait unanswered until release()."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
 
     def events(self) -> list[dict]:
         """Events of every request answered 2xx, in the order they arrived."""
@@ -117,8 +129,13 @@ class WebhookReceiver:
         valid = self.verify(self.secret, body, headers.get("Mailhub-Signature", ""))
         with self._lock:
             delay = self.delay_seconds
+            self.in_flight += 1
+            self._lock.notify_all()
+        self._open.wait(timeout=300)  # a forgotten release() must not hang the run forever
         if delay:
             time.sleep(delay)
+        with self._lock:
+            self.in_flight -= 1
         with self._lock:
             scripted = self._failures.popleft() if self._failures else None
             status = scripted or (204 if valid else 401)

@@ -252,14 +252,50 @@ def test_a_database_url_that_is_not_a_named_postgres_database_is_refused(url):
         parse_database_url("DATABASE_URL", url)
 
 
+def test_a_database_url_may_name_several_hosts_and_ask_libpq_for_the_primary():
+    """With a streaming replica, libpq tries the hosts in turn and keeps the first that accepts
+    writes: after a failover, reconnecting finds the new primary (deploy/README.md)."""
+    config = parse_database_url(
+        "DATABASE_URL",
+        "postgres://mh:pw@db-a.example.com,db-b.example.com:5432/mailhub"
+        "?target_session_attrs=read-write&connect_timeout=3",
+    )
+    assert (config["HOST"], config["PORT"]) == ("db-a.example.com,db-b.example.com", 5432)
+    assert config["OPTIONS"] == {"target_session_attrs": "read-write", "connect_timeout": 3}
+    # A dead connection is noticed before a request or a task uses it, and replaced.
+    assert config["CONN_HEALTH_CHECKS"] is True
+    assert config["CONN_MAX_AGE"] == 60
+
+
+def test_a_database_url_with_a_port_per_host_is_refused_with_the_form_that_works():
+    # dj-database-url cannot parse `h1:5432,h2:5432`; libpq takes one port for every host.
+    with pytest.raises(ImproperlyConfigured, match=r"DATABASE_URL.*host1,host2:5432/db"):
+        parse_database_url("DATABASE_URL", "postgres://mh:pw@db-a:5432,db-b:5432/mailhub")
+
+
 @pytest.mark.parametrize(
-    "url", ["amqp://guest:guest@127.0.0.1:5672//", "amqps://mq.example.com", "pyamqp://mq"]
+    "url",
+    [
+        "amqp://guest:guest@127.0.0.1:5672//",
+        "amqps://mq.example.com",
+        "pyamqp://mq",
+        "amqp://u:p@mq-1:5672/mailhub;amqp://u:p@mq-2:5672/mailhub;amqp://u:p@mq-3:5672/mailhub",
+    ],
 )
 def test_a_rabbitmq_broker_url_is_accepted(url):
     assert parse_broker_url("CELERY_BROKER_URL", url) == url
 
 
-@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "127.0.0.1:5672", ""])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "127.0.0.1:5672",
+        "",
+        "amqp://mq-1:5672//;redis://mq-2:6379/0",
+        "amqp://mq-1:5672//;",
+    ],
+)
 def test_a_broker_that_is_not_rabbitmq_is_refused(url):
     with pytest.raises(ImproperlyConfigured, match="CELERY_BROKER_URL"):
         parse_broker_url("CELERY_BROKER_URL", url)
@@ -290,7 +326,12 @@ def run_manage_check(**overrides: str | None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"), [("MAILHUB_SMTP_URL", "http://x"), ("MAILHUB_LOG_FORMAT", "xml")]
+    ("variable", "value"),
+    [
+        ("MAILHUB_SMTP_URL", "http://x"),
+        ("MAILHUB_LOG_FORMAT", "xml"),
+        ("MAILHUB_QUEUE_TYPE", "mirrored"),
+    ],
 )
 def test_a_bad_value_stops_the_process_with_one_line_naming_it(variable, value):
     result = run_manage_check(DJANGO_SECRET_KEY="a-real-secret", **{variable: value})
