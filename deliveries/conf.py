@@ -65,3 +65,8 @@ def template_cpu_seconds() -> float:
 def template_max_output_chars() -> int:
     """Characters one rendered part of a client's template may come to."""
     return settings.MAILHUB_TEMPLATE_MAX_OUTPUT_CHARS
+
+
+def esp_webhooks() -> list[str]:
+    """The ESPs whose tracking webhooks are mounted (``MAILHUB_ESP_WEBHOOKS``)."""
+    return list(settings.MAILHUB_ESP_WEBHOOKS)
