@@ -35,17 +35,22 @@ _HEAD = 300
 # The characters an id is made of, seen in every form above; nothing that could break a log
 # line, a header or a URL. It starts with a letter or digit.
 _ID = r"([A-Za-z0-9][A-Za-z0-9_.=+/@-]{0,127})"
-_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\s+")
-_FORMS = (
-    re.compile(r"(?:ok:?\s+|message\s+)?queued\s+as\s+<?" + _ID, re.IGNORECASE),
-    re.compile(r"ok\s+id=" + _ID, re.IGNORECASE),
-    re.compile(r"message\s+queued\s+\(" + _ID + r"\)", re.IGNORECASE),
+# One pattern, one pass: an optional enhanced status code, then one of the forms. Exactly one
+# group takes part in a match, the id.
+_REPLY = re.compile(
+    r"(?:[245]\.\d{1,3}\.\d{1,3}\s+)?(?:"
+    r"(?:ok:?\s+|message\s+)?queued\s+as\s+<?"
+    + _ID
+    + r"|ok\s+id="
+    + _ID
+    + r"|message\s+queued\s+\("
+    + _ID
+    + r"\)"
     # SES: 16 hex digits, a UUID, a 6-digit suffix. Strict on purpose: "250 OK <word>" from
     # other servers ("OK Accepted", Gmail's "OK 1701234567 ...") names no message.
-    re.compile(
-        r"ok\s+([0-9a-f]{16}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-\d{6})\b",
-        re.IGNORECASE,
-    ),
+    + r"|ok\s+([0-9a-f]{16}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-\d{6})\b"
+    + r")",
+    re.IGNORECASE,
 )
 # What may follow an id: the end, a space, or closing punctuation; anything else (a character
 # outside the id's set) means the text was not an id of ours to read.
@@ -60,16 +65,10 @@ def relay_message_id(reply_text: str) -> str:
     """
     if not isinstance(reply_text, str):
         return ""
-    head = reply_text[:_HEAD]
-    match = _ENHANCED.match(head)
-    if match:
-        head = head[match.end() :]
-    for form in _FORMS:
-        found = form.match(head)
-        if found is None:
-            continue
-        relay_id = found.group(1).rstrip(".")
-        if not _AFTER_ID.match(head, found.start(1) + len(relay_id)):
-            return ""
-        return relay_id
-    return ""
+    found = _REPLY.match(reply_text, 0, _HEAD)
+    if found is None or found.lastindex is None:
+        return ""
+    relay_id = found.group(found.lastindex).rstrip(".")
+    if not _AFTER_ID.match(reply_text, found.start(found.lastindex) + len(relay_id), _HEAD + 1):
+        return ""
+    return relay_id
