@@ -68,7 +68,5 @@ def test_an_ses_bounce_finds_the_delivery_the_worker_sent_through_ses(sink, acme
     event["mail"]["commonHeaders"]["messageId"] = "<not-used@example.com>"  # the id alone
     assert post_sns(client, sns(json.dumps(event))).status_code == 200
 
-    statuses = dict(
-        Delivery.objects.filter(message_id=message_id).values_list("address", "status")
-    )
+    statuses = dict(Delivery.objects.filter(message_id=message_id).values_list("address", "status"))
     assert statuses == {"ann@example.com": S.DELIVERED, "bob@example.com": S.BOUNCED}
