@@ -22,11 +22,11 @@ import enum
 import logging
 import re
 from dataclasses import dataclass
-from email.utils import parseaddr
 from typing import Any
 
 from anymail.signals import AnymailTrackingEvent, EventType
 
+from deliveries.relay_ids import RELAY_ID
 from deliveries.selectors import delivery_of_relay_report
 from deliveries.services import deliveries_bounce_reported, deliveries_complain
 
@@ -54,6 +54,9 @@ class Report:
 _SMTP_CODE = re.compile(r"\b([45]\d\d)\b")
 _ENHANCED_CODE = re.compile(r"\b([45]\.\d{1,3}\.\d{1,3})\b")
 _LONGEST_FIELD = 1000
+# What every ESP puts in an event's recipient: a bare address. Anything else (a display name,
+# a line break, a NUL) names nobody we sent to: Mailhub's envelopes are printable ASCII.
+_ADDRESS = re.compile(r"[!-~]+@[!-~]+")
 
 
 def _text(value: Any) -> str:
@@ -96,7 +99,10 @@ def _ids(event: AnymailTrackingEvent, esp_name: str) -> tuple[tuple[str, ...], t
         # Message-ID header as SendGrid received it.
         relay_ids.append(_text(_field(esp_event, "sg_message_id")).partition(".")[0])
         message_ids.append(_text(_field(esp_event, "smtp-id")))
-    return tuple(filter(None, relay_ids)), tuple(filter(None, message_ids))
+    return (
+        tuple(i for i in relay_ids if RELAY_ID.fullmatch(i)),
+        tuple(i for i in message_ids if i),
+    )
 
 
 def report_of(event: AnymailTrackingEvent, esp_name: str) -> Report | None:
@@ -109,8 +115,8 @@ def report_of(event: AnymailTrackingEvent, esp_name: str) -> Report | None:
         action = Action.COMPLAIN
     else:
         return None
-    recipient = parseaddr(_text(event.recipient))[1]
-    if not recipient:
+    recipient = _text(event.recipient)
+    if not _ADDRESS.fullmatch(recipient):
         return None
     relay_ids, message_ids = _ids(event, esp_name)
     response = _text(event.mta_response)
@@ -122,7 +128,11 @@ def report_of(event: AnymailTrackingEvent, esp_name: str) -> Report | None:
         recipient=recipient,
         relay_ids=relay_ids,
         message_ids=message_ids,
-        detail=f"{esp_name} reported {event.event_type}: {words}",
+        # Into a column, a log line and a client's webhook: printable characters only (a NUL
+        # or a lone surrogate cannot even be stored).
+        detail="".join(
+            c for c in f"{esp_name} reported {event.event_type}: {words}" if c.isprintable()
+        ),
         smtp_code=int(smtp_code.group(1)) if smtp_code else None,
         enhanced_code=enhanced_code.group(1) if enhanced_code else "",
     )

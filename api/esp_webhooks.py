@@ -68,22 +68,10 @@ class _Guarded:
             response: HttpResponse = super().post(request, *args, **kwargs)  # type: ignore[misc]
         except AnymailWebhookValidationFailure as exc:
             logger.warning("ESP webhook %s refused: %s", request.path, exc)
-            return problem_response(
-                problem(
-                    status_code=403,
-                    code="esp_event_refused",
-                    detail="The request's credentials or signature do not check out.",
-                )
-            )
+            return _problem(403, "esp_event_refused", "The credentials or signature are wrong.")
         except (_Unreadable, SuspiciousOperation) as exc:
             logger.warning("ESP webhook %s: unreadable payload: %s", request.path, exc)
-            return problem_response(
-                problem(
-                    status_code=400,
-                    code="esp_event_unreadable",
-                    detail="The payload is not an event this endpoint can read.",
-                )
-            )
+            return _problem(400, "esp_event_unreadable", "The payload is not an event to read.")
         return response
 
     def run_validators(self, request: HttpRequest) -> None:
@@ -102,6 +90,10 @@ class _Guarded:
         except _UNREADABLE as exc:
             raise _Unreadable(_describe(exc)) from exc
         return events
+
+
+def _problem(status_code: int, code: str, detail: str) -> HttpResponse:
+    return problem_response(problem(status_code=status_code, code=code, detail=detail))
 
 
 def _describe(exc: BaseException) -> str:

@@ -52,6 +52,9 @@ _REPLY = re.compile(
     + r")",
     re.IGNORECASE,
 )
+#: A whole id as it is stored: what an id from elsewhere (an ESP's event) must look like to be
+#: looked up.
+RELAY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=+/@-]{0,127}")
 # What may follow an id: the end, a space, or closing punctuation; anything else (a character
 # outside the id's set) means the text was not an id of ours to read.
 _AFTER_ID = re.compile(r"(?:$|[\s>),;.\]])")
