@@ -21,6 +21,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
+from django.test import Client
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -110,6 +111,16 @@ def test_an_ses_bounce_whose_diagnostic_holds_a_nul_and_a_surrogate_is_recorded_
     ann.refresh_from_db()
     assert ann.status == S.BOUNCED
     assert ann.last_reply.endswith("smtp; 550 5.1.1 gone")
+
+
+def test_the_endpoint_takes_posts_without_a_csrf_token(acme):
+    """An ESP has no session and no token: the endpoint is exempt (anymail's views are)."""
+    (ann,) = delivered(acme.client, relay_id=SES_ID)
+
+    response = post_sns(Client(enforce_csrf_checks=True), sns(ses_event("ses_bounce.json", ann)))
+
+    assert response.status_code == 200
+    assert status_of(ann) == S.BOUNCED
 
 
 def test_the_same_ses_bounce_twice_is_recorded_once(client, acme):
