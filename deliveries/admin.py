@@ -535,6 +535,7 @@ class DeliveryAdmin(DeliveryActions, FastChangelist, ActionsOnlyAdmin):
         "last_enhanced_code",
         "last_reply",
         "delivered_at",
+        "relay_message_id",
         "updated_at",
     )
 

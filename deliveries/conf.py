@@ -70,3 +70,8 @@ def template_max_output_chars() -> int:
 def metrics_top_clients() -> int:
     """How many clients /metrics names in its per-client counters (the rest are "other")."""
     return settings.MAILHUB_METRICS_TOP_CLIENTS
+
+
+def esp_webhooks() -> list[str]:
+    """The ESPs whose tracking webhooks are mounted (``MAILHUB_ESP_WEBHOOKS``)."""
+    return list(settings.MAILHUB_ESP_WEBHOOKS)

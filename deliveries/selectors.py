@@ -3,6 +3,7 @@ admin's and the management commands'), further down, see every client's mail."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -181,3 +182,49 @@ def messages_purgeable(*, created_before: datetime, client: str = "") -> QuerySe
 def delivery_address(*, delivery_id: int) -> str | None:
     """The address a delivery was (or is to be) sent to; None if there is no such delivery."""
     return Delivery.objects.filter(id=delivery_id).values_list("address", flat=True).first()
+
+
+# -- reports from a relay ------------------------------------------------------------------------
+
+# The Message-ID Mailhub writes: the message's id in hex, "@", the sender's domain
+# (``mime.make_message_id``).
+_OUR_MESSAGE_ID = re.compile(r"<?([0-9a-f]{32})@([^<>@\s]{1,255})>?")
+
+
+def delivery_of_relay_report(
+    *, relay_ids: Sequence[str], message_ids: Sequence[str], recipient: str
+) -> int | None:
+    """The delivery a relay's report is about, found through our own records only: the relay's
+    id of the message from its 250 reply, or the Message-ID header we wrote, each with the
+    recipient the report names. None when neither names one of ours.
+
+    A relay id is shared by the recipients of one SMTP transaction, hence the recipient. Short
+    ids of a plain MTA (Postfix's queue ids) come round again in time: the latest delivery wins.
+    """
+    if not recipient:
+        return None
+    for relay_id in relay_ids:
+        if not relay_id:
+            continue
+        found = (
+            Delivery.objects.filter(relay_message_id=relay_id, address__iexact=recipient)
+            # Said out loud so the planner sees the partial index's condition.
+            .exclude(relay_message_id="")
+            .order_by("-id")
+            .values_list("id", flat=True)
+            .first()
+        )
+        if found is not None:
+            return found
+    for header in message_ids:
+        ours = _OUR_MESSAGE_ID.fullmatch(header.strip())
+        if ours is None:
+            continue
+        message_uuid = UUID(ours.group(1))
+        wanted = f"<{ours.group(1)}@{ours.group(2)}>".lower()
+        for delivery_id, message_id in Delivery.objects.filter(
+            message_id=message_uuid, address__iexact=recipient
+        ).values_list("id", "message__message_id"):
+            if message_id.lower() == wanted:
+                return delivery_id
+    return None

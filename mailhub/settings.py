@@ -8,6 +8,7 @@ embedded capture SMTP server, so nothing leaves the machine until a relay is con
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -409,6 +410,53 @@ MAILHUB_DOMAIN_VERIFY_INTERVAL_SECONDS = env_float(
     "MAILHUB_DOMAIN_VERIFY_INTERVAL_SECONDS", 3600.0, minimum=1
 )
 MAILHUB_DOMAIN_GRACE_SECONDS = env_float("MAILHUB_DOMAIN_GRACE_SECONDS", 72 * 3600.0, minimum=0)
+
+# ESP tracking webhooks (api/esp_webhooks.py): the relays whose bounce and complaint events
+# Mailhub takes, each at /esp/<name>/tracking/ (comma-separated; empty: none mounted).
+MAILHUB_ESP_WEBHOOKS = env_list("MAILHUB_ESP_WEBHOOKS", "")
+# HTTP basic auth ("user:password") every ESP must send, in the URL configured at the ESP. Required
+# with any ESP: it is the only proof of origin anymail has for SES (SNS signatures are not
+# verified) and Postmark; SendGrid and Mailgun events are also signed (keys below).
+MAILHUB_ESP_WEBHOOK_SECRET = env_str("MAILHUB_ESP_WEBHOOK_SECRET", "")
+# SendGrid's "Signed Event Webhook" verification key (the base64 public key it shows): set, every
+# SendGrid event's ECDSA signature is checked too.
+MAILHUB_ESP_SENDGRID_VERIFICATION_KEY = env_str("MAILHUB_ESP_SENDGRID_VERIFICATION_KEY", "")
+# Mailgun's HTTP webhook signing key: every Mailgun event's HMAC is checked. Required with mailgun.
+MAILHUB_ESP_MAILGUN_SIGNING_KEY = env_str("MAILHUB_ESP_MAILGUN_SIGNING_KEY", "")
+
+
+def _esp_settings_problem() -> str:
+    """Why the ESP webhook settings would let an unsigned event in, or "" when they do not."""
+    unknown = set(MAILHUB_ESP_WEBHOOKS) - {"amazon_ses", "sendgrid", "mailgun", "postmark"}
+    if unknown:
+        return (
+            "MAILHUB_ESP_WEBHOOKS takes amazon_ses, sendgrid, mailgun, postmark; "
+            f"got {', '.join(sorted(unknown))}"
+        )
+    if MAILHUB_ESP_WEBHOOKS and ":" not in MAILHUB_ESP_WEBHOOK_SECRET:
+        return "MAILHUB_ESP_WEBHOOK_SECRET must be user:password when MAILHUB_ESP_WEBHOOKS is set"
+    if "mailgun" in MAILHUB_ESP_WEBHOOKS and not MAILHUB_ESP_MAILGUN_SIGNING_KEY:
+        return "MAILHUB_ESP_MAILGUN_SIGNING_KEY is required when MAILHUB_ESP_WEBHOOKS has mailgun"
+    if MAILHUB_ESP_SENDGRID_VERIFICATION_KEY:
+        from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+        try:
+            load_der_public_key(base64.b64decode(MAILHUB_ESP_SENDGRID_VERIFICATION_KEY))
+        except ValueError:
+            return "MAILHUB_ESP_SENDGRID_VERIFICATION_KEY is not a base64 public key"
+    return ""
+
+
+if _esp_problem := _esp_settings_problem():
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(_esp_problem)
+# What anymail reads (its own names): basic auth for every ESP, and each ESP's signing key.
+ANYMAIL = {
+    "WEBHOOK_SECRET": MAILHUB_ESP_WEBHOOK_SECRET,
+    "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY": MAILHUB_ESP_SENDGRID_VERIFICATION_KEY or None,
+    "MAILGUN_WEBHOOK_SIGNING_KEY": MAILHUB_ESP_MAILGUN_SIGNING_KEY,
+}
 
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-deliveries": {

@@ -25,6 +25,8 @@ urlpatterns = [
         name="api-redoc",
     ),
     path("api/v1/", include("webhooks.urls")),
+    # Relays' tracking webhooks (SES, SendGrid, ...), those MAILHUB_ESP_WEBHOOKS enables.
+    path("esp/", include("api.esp_webhooks")),
 ]
 
 # Under /api/ every error is a problem (application/problem+json), even one no view raised.

@@ -6,6 +6,7 @@ prefix of their own: a test run never takes mail from (or gives mail to) a runni
 
 import os
 import uuid
+from pathlib import Path
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
 os.environ.setdefault("MAILHUB_QUEUE_PREFIX", f"test-{uuid.uuid4().hex[:8]}.")
@@ -19,6 +20,16 @@ os.environ.setdefault("MAILHUB_ALLOW_UNVERIFIED_DOMAINS", "1")
 # (tests/support/dns_server.py) ask a port where nothing answers, and give up quickly.
 os.environ.setdefault("MAILHUB_DNS_RESOLVERS", "127.0.0.1:9")
 os.environ.setdefault("MAILHUB_DNS_TIMEOUT_SECONDS", "0.5")
+
+# Every ESP's tracking webhook, with test credentials (tests/integration/test_esp_webhooks.py).
+os.environ.setdefault("MAILHUB_ESP_WEBHOOKS", "amazon_ses,sendgrid,mailgun,postmark")
+os.environ.setdefault("MAILHUB_ESP_WEBHOOK_SECRET", "esp:tests-only-webhook-secret")
+os.environ.setdefault("MAILHUB_ESP_MAILGUN_SIGNING_KEY", "tests-only-mailgun-signing-key")
+# The public half of tests/data/esp/sendgrid_test_key.pem (SendGrid's key is ECDSA P-256).
+os.environ.setdefault(
+    "MAILHUB_ESP_SENDGRID_VERIFICATION_KEY",
+    (Path(__file__).parent / "data" / "esp" / "sendgrid_test_key.pub").read_text().strip(),
+)
 
 from mailhub.settings import *  # noqa: F403
 

@@ -47,6 +47,7 @@ from deliveries.policy import (
     is_hard_bounce,
     is_relay_fault,
 )
+from deliveries.relay_ids import relay_message_id
 from deliveries.services.complaints import deliveries_complain
 from deliveries.services.suppressions import suppression_add
 from deliveries.services.transitions import (
@@ -352,6 +353,17 @@ def _reply_text(reply: SmtpReply, decision: Decision) -> str:
     return f"{text}; {decision.reason}" if decision.reason and decision.status == S.FAILED else text
 
 
+def _relay_id(reply: SmtpReply, decision: Decision, known: dict[str, str]) -> str:
+    """The relay's message id in a delivering reply to DATA, read once per distinct reply
+    text."""
+    if decision.status != S.DELIVERED or reply.stage is not Stage.DATA:
+        return ""
+    relay_id = known.get(reply.text)
+    if relay_id is None:
+        relay_id = known[reply.text] = relay_message_id(reply.text)
+    return relay_id
+
+
 def attempts_record(
     *,
     claims: Sequence[Claim],
@@ -378,6 +390,7 @@ def attempts_record(
     attempt_rows: list[tuple[Any, ...]] = []
     bounces: list[tuple[int, str, SmtpReply]] = []
     complaints: list[int] = []
+    relay_ids: dict[str, str] = {}  # by reply text: a transaction's recipients share one reply
     for claim in claims:
         for delivery in claim.claimed:
             reason = unsendable.get(delivery.id)
@@ -410,6 +423,10 @@ def attempts_record(
                     decision=decision,
                     reply=reply,
                     reply_text=reason or _reply_text(reply, decision),
+                    # The simulator's replies name no message a relay could report on.
+                    relay_message_id=""
+                    if claim.message.test_mode
+                    else _relay_id(reply, decision, relay_ids),
                 )
             )
             if decision.status == S.BOUNCED and is_hard_bounce(reply):

@@ -56,6 +56,7 @@ class DeliveryRow(NamedTuple):
     delivered_at: datetime | None = None
     lost_attempts: int = 0
     cancel_requested: bool = False
+    relay_message_id: str = ""
 
 
 MESSAGE_COLUMNS = (

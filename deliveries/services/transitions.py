@@ -200,19 +200,22 @@ class Outcome:
     decision: Decision
     reply: SmtpReply
     reply_text: str
+    relay_message_id: str = ""  # the relay's id of the message, when it delivered and gave one
 
 
 # `attempts = v.attempts` sets nothing new: it is the fencing condition. The events are written
 # by the same statement, for exactly the rows it moved.
 _SETTLE_SQL = """
 WITH v (id, attempts, relay_failures, status, next_attempt_at, last_code, last_enhanced_code,
-        last_reply, delivered_at, updated_at, client_id, event_type, test_mode) AS (VALUES %s),
+        last_reply, delivered_at, updated_at, client_id, event_type, test_mode,
+        relay_message_id) AS (VALUES %s),
 moved AS (
     UPDATE deliveries_delivery t
     SET relay_failures = v.relay_failures, status = v.status,
         next_attempt_at = v.next_attempt_at, last_code = v.last_code,
         last_enhanced_code = v.last_enhanced_code, last_reply = v.last_reply,
-        delivered_at = v.delivered_at, updated_at = v.updated_at
+        delivered_at = v.delivered_at, updated_at = v.updated_at,
+        relay_message_id = v.relay_message_id
     FROM v
     WHERE t.id = v.id AND t.status = 'sending' AND t.attempts = v.attempts
     RETURNING t.id, t.message_id, t.address
@@ -228,7 +231,7 @@ RETURNING delivery_id
 _SETTLE_VALUES = (
     "(%s::bigint, %s::integer, %s::integer, %s::varchar, %s::timestamptz, %s::smallint,"
     " %s::varchar, %s::text, %s::timestamptz, %s::timestamptz, %s::integer, %s::varchar,"
-    " %s::boolean)"
+    " %s::boolean, %s::varchar)"
 )
 
 
@@ -260,6 +263,7 @@ def deliveries_settle(*, outcomes: Sequence[Outcome]) -> set[int]:
             o.client_id,
             EVENT_OF_STATUS[o.decision.status],
             o.test_mode,
+            o.relay_message_id,
         )
         for o in outcomes
     ]
