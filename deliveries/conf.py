@@ -65,3 +65,8 @@ def template_cpu_seconds() -> float:
 def template_max_output_chars() -> int:
     """Characters one rendered part of a client's template may come to."""
     return settings.MAILHUB_TEMPLATE_MAX_OUTPUT_CHARS
+
+
+def history_partitions_ahead_days() -> int:
+    """Days of history partitions kept made ahead of today."""
+    return settings.MAILHUB_HISTORY_PARTITIONS_AHEAD_DAYS

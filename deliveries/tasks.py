@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from deliveries.dispatcher import deliveries_dispatch
-from deliveries.services import deliveries_send
+from deliveries.services import deliveries_send, history_partitions_ensure
 from deliveries.smtp import RelayPool, SmtpTransport
 from mailhub.logs import tick_level
 
@@ -76,3 +76,12 @@ def deliver_messages(self, message_ids: list[str]) -> None:
 def dispatch_due() -> None:
     report = deliveries_dispatch()
     logger.log(tick_level(report.touched, report.published_messages), "dispatcher: %s", report)
+
+
+@shared_task(ignore_result=True)
+def history_partitions() -> None:
+    report = history_partitions_ensure()
+    if report.busy:
+        logger.warning("history partitions: %s", report)
+    elif report.created:
+        logger.info("history partitions: %s", report)
