@@ -5,7 +5,7 @@ with the notifications and the webhook log that go with them."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, timedelta
 from io import StringIO
 
 import psycopg2
@@ -14,7 +14,6 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from accounts.models import Client
 from deliveries.models import Attempt, Event, Message
 from deliveries.partitions import (
     ATTEMPTS,
@@ -27,7 +26,7 @@ from deliveries.partitions import (
 )
 from deliveries.services import history_partitions_ensure, history_purge, retention
 from deliveries.states import DeliveryStatus
-from tests.support.ops import seed_message
+from tests.support.ops import seed_message_at
 from tests.support.workers import database_url
 from webhooks.models import Endpoint, Notification, WebhookAttempt
 
@@ -37,19 +36,6 @@ S = DeliveryStatus
 
 def today() -> date:
     return timezone.now().astimezone(UTC).date()
-
-
-def mail_at(client: Client, when: datetime) -> Message:
-    """A delivered message accepted at ``when``, its events and attempt dated then too."""
-    message = seed_message(client, status=S.DELIVERED)
-    Message.objects.filter(id=message.id).update(created_at=when, expires_at=when)
-    Event.objects.filter(message=message).update(created_at=when)
-    Attempt.objects.filter(delivery__message=message).update(started_at=when)
-    with connection.cursor() as cursor:
-        # The foreign keys' deferred checks, as the commit of real mail would have run them: a
-        # table with checks pending in the transaction cannot be dropped.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-    return message
 
 
 def history_of(message: Message) -> tuple[list[Event], list[Attempt]]:
@@ -102,7 +88,7 @@ def test_the_beat_makes_the_missing_days_ahead_once(db):
 
 def test_a_row_whose_day_has_no_partition_lands_in_the_default_one_and_moves_later(acme):
     day = today() + timedelta(days=40)
-    message = mail_at(acme.client, day_start(day) + timedelta(hours=10))
+    message = seed_message_at(acme.client, day_start(day) + timedelta(hours=10))
     events, attempts = history_of(message)
     assert {partition_holding("deliveries_event", e.id) for e in events} == {
         EVENTS.default_partition
@@ -135,11 +121,11 @@ def test_purge_drops_the_days_before_the_cutoff_and_deletes_the_older_rows_of_it
 ):
     day = today() - timedelta(days=5)
     cutoff = day_start(day + timedelta(days=1)) + timedelta(hours=12)
-    whole_day = mail_at(acme.client, day_start(day) + timedelta(hours=10))
-    same_day_before = mail_at(acme.client, cutoff - timedelta(hours=10))
-    same_day_after = mail_at(acme.client, cutoff + timedelta(hours=8))
-    no_partition = mail_at(acme.client, day_start(day - timedelta(days=60)))
-    recent = mail_at(acme.client, timezone.now())
+    whole_day = seed_message_at(acme.client, day_start(day) + timedelta(hours=10))
+    same_day_before = seed_message_at(acme.client, cutoff - timedelta(hours=10))
+    same_day_after = seed_message_at(acme.client, cutoff + timedelta(hours=8))
+    no_partition = seed_message_at(acme.client, day_start(day - timedelta(days=60)))
+    recent = seed_message_at(acme.client, timezone.now())
     endpoint = Endpoint.objects.create(client=acme.client, url="https://hooks.test/", secret="s")
     for event in Event.objects.all():
         Notification.objects.create(endpoint=endpoint, event=event, created_at=event.created_at)
@@ -188,9 +174,10 @@ def run(*args: str) -> str:
 def test_the_purge_command_drops_old_days_then_deletes_old_finished_messages(
     acme, globex, past_week
 ):
-    old = mail_at(acme.client, day_start(today() - timedelta(days=5)) + timedelta(hours=1))
-    other = mail_at(globex.client, day_start(today() - timedelta(days=5)) + timedelta(hours=2))
-    fresh = mail_at(acme.client, timezone.now())
+    when = day_start(today() - timedelta(days=5))
+    old = seed_message_at(acme.client, when + timedelta(hours=1))
+    other = seed_message_at(globex.client, when + timedelta(hours=2))
+    fresh = seed_message_at(acme.client, timezone.now())
 
     text = run("purge", "--older-than", "3d")
 
@@ -205,8 +192,8 @@ def test_purge_for_one_client_deletes_its_messages_history_and_drops_nothing(
     acme, globex, past_week
 ):
     when = day_start(today() - timedelta(days=5)) + timedelta(hours=1)
-    old = mail_at(acme.client, when)
-    other = mail_at(globex.client, when)
+    old = seed_message_at(acme.client, when)
+    other = seed_message_at(globex.client, when)
     before = partition_names()
 
     text = run("purge", "--older-than", "3d", "--client", "acme")
