@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any, cast
 
 from django.db import OperationalError, models, transaction
 from django.db.models import QuerySet
@@ -167,7 +168,7 @@ def history_purge(
         report.rows_deleted += rows
         report.dependents_deleted += dependents
     for _receiver, result in history_purged.send(sender=Event, before=before):
-        report.others.append(result)
+        report.others.append(cast(tuple[str, int], result))
     return report
 
 
@@ -230,19 +231,20 @@ def history_rows_delete(
             on_batch(count)
 
 
-def event_dependents_delete(events: QuerySet[Event]) -> int:
+def event_dependents_delete(events: QuerySet[Any]) -> int:
     """Delete what refers to these events, as each reference's ``on_delete`` says; return how
     many rows. In the caller's transaction, before the events go."""
     deleted = 0
     for relation in Event._meta.related_objects:
         if relation.on_delete is models.DO_NOTHING:
             continue
+        model = cast(type[models.Model], relation.related_model)
         if relation.on_delete is not models.CASCADE:
             raise NotImplementedError(
-                f"{relation.related_model.__name__}.{relation.field.name}: retention deletes "
-                "the rows that refer to an event (CASCADE) and nothing else"
+                f"{model.__name__}.{relation.field.name}: retention deletes the rows that "
+                "refer to an event (CASCADE) and nothing else"
             )
-        referring = relation.related_model._base_manager.filter(
+        referring = model._base_manager.filter(
             **{f"{relation.field.name}__in": events.values("pk")}
         )
         deleted += referring.delete()[0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, timedelta
 from io import StringIO
+from uuid import UUID
 
 import psycopg2
 import pytest
@@ -45,7 +46,7 @@ def history_of(message: Message) -> tuple[list[Event], list[Attempt]]:
     )
 
 
-def partition_holding(table: str, row_id: object) -> str:
+def partition_holding(table: str, row_id: UUID | int) -> str:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT tableoid::regclass::text FROM {table} WHERE id = %s", [row_id])
         return cursor.fetchone()[0]
