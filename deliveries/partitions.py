@@ -136,9 +136,10 @@ def _lock_briefly(cursor) -> None:
     cursor.execute(f"SET LOCAL lock_timeout = {int(LOCK_TIMEOUT_MS)}")
 
 
-def day_partition_create(table: HistoryTable, day: date) -> int:
+def day_partition_create(table: HistoryTable, day: date) -> int | None:
     """Make the partition of ``day``; return how many rows it took over from the DEFAULT
-    partition (rows written there while the day had no partition of its own).
+    partition (rows written there while the day had no partition of its own), or None when
+    another process made it first.
 
     Raises ``django.db.OperationalError`` when a lock was not granted in time.
     """
@@ -154,6 +155,9 @@ def day_partition_create(table: HistoryTable, day: date) -> int:
         # Taken by CREATE ... PARTITION OF anyway; first, so that nothing lands in the DEFAULT
         # partition between the look below and the creation.
         cursor.execute(f"LOCK TABLE {parent} IN ACCESS EXCLUSIVE MODE")
+        cursor.execute("SELECT to_regclass(%s)", [table.day_partition(day)])
+        if cursor.fetchone()[0] is not None:
+            return None
         cursor.execute(
             f"SELECT count(*) FROM {default} WHERE {column} >= %s AND {column} < %s",  # noqa: S608
             [lower, upper],
@@ -182,13 +186,19 @@ def day_partition_create(table: HistoryTable, day: date) -> int:
         return strays
 
 
-def default_partition_create(table: HistoryTable) -> None:
+def default_partition_create(table: HistoryTable) -> bool:
+    """Make the DEFAULT partition; False when another process made it first."""
     with transaction.atomic(), connection.cursor() as cursor:
         _lock_briefly(cursor)
+        cursor.execute(f"LOCK TABLE {_quote(table.name)} IN ACCESS EXCLUSIVE MODE")
+        cursor.execute("SELECT to_regclass(%s)", [table.default_partition])
+        if cursor.fetchone()[0] is not None:
+            return False
         cursor.execute(
             f"CREATE TABLE {_quote(table.default_partition)} PARTITION OF {_quote(table.name)}"
             " DEFAULT"
         )
+        return True
 
 
 def partition_drop(table: HistoryTable, partition: Partition) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from celery.signals import task_prerun, worker_process_shutdown
+from celery.signals import beat_init, task_prerun, worker_process_shutdown
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
@@ -80,8 +80,18 @@ def dispatch_due() -> None:
 
 @shared_task(ignore_result=True)
 def history_partitions() -> None:
+    """Beat's partition tick (``retention.history_partitions_ensure``): hourly by default, and
+    once when beat starts, so that a beat restarted more often than the interval still runs it."""
     report = history_partitions_ensure()
     if report.busy:
         logger.warning("history partitions: %s", report)
     elif report.created:
         logger.info("history partitions: %s", report)
+
+
+@beat_init.connect
+def _partitions_when_beat_starts(**_: object) -> None:
+    history_partitions.apply_async(
+        queue=settings.MAILHUB_DISPATCH_QUEUE,
+        expires=settings.MAILHUB_HISTORY_PARTITIONS_INTERVAL_SECONDS,
+    )

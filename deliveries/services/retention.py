@@ -86,15 +86,16 @@ def history_partitions_ensure(
     """Make every history table's missing day partitions from ``today`` (UTC) to
     ``ahead_days`` days ahead, and its DEFAULT partition should it be missing.
 
-    Safe to run any time, and concurrently: a partition that exists is left alone; one whose
-    table stayed locked is left for the next run (``PartitionsReport.busy``).
+    Safe to run any time, and concurrently (each partition is made under its table's lock, and
+    only if it still does not exist); one whose table stayed locked is left for the next run
+    (``PartitionsReport.busy``).
     """
     today = today or timezone.now().astimezone(UTC).date()
     ahead = conf.history_partitions_ahead_days() if ahead_days is None else ahead_days
     report = PartitionsReport()
     for table in HISTORY_TABLES:
         existing = partitions_of(table)
-        wanted: list[tuple[str, Callable[[], int]]] = []
+        wanted: list[tuple[str, Callable[[], int | None]]] = []
         if not any(partition.is_default for partition in existing):
             wanted.append((table.default_partition, _default_maker(table)))
         for offset in range(ahead + 1):
@@ -104,24 +105,25 @@ def history_partitions_ensure(
                 wanted.append((table.day_partition(day), _day_maker(table, day)))
         for name, make in wanted:
             try:
-                report.moved += make()
+                moved = make()
             except OperationalError as exc:
                 if not _lock_not_granted(exc):
                     raise
                 report.busy.append(name)
                 continue
-            report.created.append(name)
+            if moved is not None:  # None: another run made it meanwhile
+                report.created.append(name)
+                report.moved += moved
     return report
 
 
-def _day_maker(table: HistoryTable, day: date) -> Callable[[], int]:
+def _day_maker(table: HistoryTable, day: date) -> Callable[[], int | None]:
     return lambda: day_partition_create(table, day)
 
 
-def _default_maker(table: HistoryTable) -> Callable[[], int]:
-    def make() -> int:
-        default_partition_create(table)
-        return 0
+def _default_maker(table: HistoryTable) -> Callable[[], int | None]:
+    def make() -> int | None:
+        return 0 if default_partition_create(table) else None
 
     return make
 

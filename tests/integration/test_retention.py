@@ -21,6 +21,7 @@ from deliveries.partitions import (
     EVENTS,
     HISTORY_TABLES,
     Partition,
+    day_partition_create,
     day_start,
     partition_drop,
     partitions_of,
@@ -85,6 +86,13 @@ def test_the_beat_makes_the_missing_days_ahead_once(db):
     assert set(first.created) == wanted and not first.busy and first.moved == 0
     assert again.created == []
     assert wanted <= partition_names()
+
+
+def test_a_partition_another_run_made_meanwhile_is_left_alone(db):
+    day = today() + timedelta(days=60)
+
+    assert day_partition_create(EVENTS, day) == 0
+    assert day_partition_create(EVENTS, day) is None
 
 
 def test_a_row_whose_day_has_no_partition_lands_in_the_default_one_and_moves_later(acme):
