@@ -9,9 +9,9 @@
 - ``messages_purge`` (``purge``, after it) deletes finished messages accepted before the
   cut-off with what they still own: deliveries, attachments, and their later history.
 
-Nothing in the database references a history row (webhooks 0004 took the one constraint away),
-so whatever refers to an event is deleted here first, as its ``on_delete`` says: the engine does
-not know who that is (the webhooks' notifications), only that Django knows.
+No constraint in the database refers to a history row (webhooks 0004 took the one there was
+away), so whatever refers to an event is deleted here first, as its ``on_delete`` says. The
+engine does not know who that is (the webhooks' notifications); Django's relations do.
 """
 
 from __future__ import annotations
