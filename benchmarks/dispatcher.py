@@ -57,7 +57,7 @@ def due_query_plan() -> str:
     return plan
 
 
-def _insert(model: type[Model], expressions: dict[str, str], params: dict[str, Any]) -> None:
+def insert_series(model: type[Model], expressions: dict[str, str], params: dict[str, Any]) -> None:
     """INSERT ... SELECT over ``generate_series(1, %(count)s) AS g``: each column from its SQL
     expression in terms of ``g``, or else the field's default, so that a column added to the
     model later needs no change here."""
@@ -98,7 +98,7 @@ def seed_finished(*, client_id: int, count: int, deferred_every: int = 10) -> No
     }
     uuid_of_g = "md5('bench-seed-' || g)::uuid"
     with transaction.atomic():
-        _insert(
+        insert_series(
             Message,
             {
                 "id": uuid_of_g,
@@ -115,7 +115,7 @@ def seed_finished(*, client_id: int, count: int, deferred_every: int = 10) -> No
             },
             params,
         )
-        _insert(
+        insert_series(
             Delivery,
             {
                 "message_id": uuid_of_g,

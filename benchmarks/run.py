@@ -2,6 +2,7 @@
 
     ./scripts/bench [--messages 10000] [--skip-million] [--soak SECONDS] [--profile DIR]
     ./scripts/bench --peers-only [--messages 10000] [--rounds 3]
+    ./scripts/bench --retention-only [--retention-rows 5000000] [--retention-days 10]
 
 It starts everything it needs (``benchmarks.stack``): a scratch Postgres database, RabbitMQ
 queues under a random prefix, an aiosmtpd sink in a process of its own, Celery workers shaped
@@ -29,9 +30,13 @@ until the mail of the one before is delivered:
 7. the whole run's accounting: lost (accepted, not final) and duplicated (a Message-ID that
    reached the sink twice), post_office's too;
 8. (unless --skip-million) the dispatcher's tick with nothing due, before and after a million
-   finished or far-future rows, and the plan of its due query.
+   finished or far-future rows, and the plan of its due query;
+9. (unless --skip-retention) retention (``benchmarks.retention``): ``--retention-rows`` history
+   rows over ``--retention-days`` days, one day removed row by row and one by dropping its
+   partitions, each timed with the WAL it wrote.
 
-``--peers-only`` runs the warm-up, the peer comparison and the accounting alone (a few minutes).
+``--peers-only`` runs the warm-up, the peer comparison and the accounting alone (a few minutes);
+``--retention-only`` the retention phase alone, on a database of its own, with no stack.
 Progress goes to stderr, the tables to stdout, the whole run as JSON to
 ``var/bench/<UTC time>.json`` (``python -m benchmarks.charts`` draws it). Ctrl-C or an error
 stops every process started and drops the databases. Targets are the issues' (#7, #15);
@@ -124,6 +129,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=ROOT / "var" / "bench",
         help="where the run's JSON goes (default var/bench)",
     )
+    parser.add_argument(
+        "--retention-only",
+        action="store_true",
+        help="only the retention phase: a day of history by row deletion and by partition drop",
+    )
+    parser.add_argument("--skip-retention", action="store_true", help="no retention phase")
+    parser.add_argument(
+        "--retention-rows",
+        type=int,
+        default=5_000_000,
+        metavar="N",
+        help="history rows written for the retention phase (default 5000000)",
+    )
+    parser.add_argument(
+        "--retention-days",
+        type=int,
+        default=10,
+        metavar="D",
+        help="days they are spread over (default 10)",
+    )
     parser.add_argument("--million", type=int, default=1_000_000, help=argparse.SUPPRESS)
     parser.add_argument("--ticks", type=int, default=50, help="dispatcher ticks timed each time")
     parser.add_argument("--soak", type=float, default=0, metavar="SECONDS", help="soak length")
@@ -153,6 +178,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--peers-only and --skip-peers exclude each other")
     if not 1 <= args.rounds <= 9:
         parser.error("--rounds is between 1 and 9")
+    if args.retention_only and (args.peers_only or args.skip_retention):
+        parser.error("--retention-only excludes --peers-only and --skip-retention")
+    if not 1000 <= args.retention_rows <= 100_000_000:
+        parser.error("--retention-rows is between 1000 and 100000000")
+    if not 2 <= args.retention_days <= 90:
+        parser.error("--retention-days is between 2 and 90")
     if args.peer_concurrency is None:
         args.peer_concurrency = args.general_concurrency
     return args
@@ -912,6 +943,39 @@ class Benchmark:
             ),
         ]
 
+    def retention(self) -> None:
+        """After the stack stopped (or alone): nothing else writes to the database."""
+        from accounts.services import client_get_or_create
+        from benchmarks import retention
+
+        rows, days = self.args.retention_rows, self.args.retention_days
+        result = retention.run(
+            client_id=client_get_or_create(name="bench").id, rows=rows, days=days
+        )
+        mib = 1024 * 1024
+        by_rows, vacuum, by_drop = result.by_rows, result.vacuum, result.by_drop
+        self.rows += [
+            heading(
+                f"Retention: one day of history ({result.day_rows:,} rows of events and attempts)"
+                f" out of {rows:,} over {days} days, written in {result.seed_seconds:.0f} s"
+            ),
+            Row("row by row (batches of 5,000): time", by_rows.seconds, "s"),
+            Row("row by row: WAL written", by_rows.wal_bytes / mib, "MiB"),
+            Row("then VACUUM of that day's partitions: time", vacuum.seconds, "s"),
+            Row("then VACUUM: WAL written", vacuum.wal_bytes / mib, "MiB"),
+            Row(f"partition drop (purge), {by_drop.rows:,} rows: time", by_drop.seconds, "s"),
+            Row("partition drop: WAL written", by_drop.wal_bytes / mib, "MiB"),
+            Row("time, row by row / drop", ratio(by_rows.seconds, by_drop.seconds), "x"),
+            Row("WAL, row by row / drop", ratio(by_rows.wal_bytes, by_drop.wal_bytes), "x"),
+            Row(
+                "a checkpoint came between the seed and the measures",
+                "yes" if result.checkpointed else "no",
+                "",
+                wanted="yes (old pages: whole-page images in the WAL)",
+                ok=result.checkpointed,
+            ),
+        ]
+
 
 # -- the report ----------------------------------------------------------------------------------
 
@@ -985,6 +1049,24 @@ def header(
     )
 
 
+def retention_header(load_at_start: tuple[float, ...]) -> str:
+    from django.db import connection
+
+    box = machine()
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        postgres = cursor.fetchone()[0]
+    return "\n".join(
+        [
+            f"Mailhub benchmark, retention only, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+            f"commit {git_version()}",
+            f"Machine: {box.cpus} CPUs ({box.cpu_model}), {box.memory_bytes / 2**30:.1f} GiB, "
+            f"Linux {box.kernel}, Python {box.python}, PostgreSQL {postgres}",
+            "Load average at start: " + " ".join(f"{value:.2f}" for value in load_at_start),
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     # SIGTERM (a CI timeout, `kill`) cleans up like Ctrl-C does.
@@ -1006,7 +1088,7 @@ def main(argv: list[str] | None = None) -> None:
     stack.keep_database = args.keep_database
     peer = (
         None
-        if args.skip_peers
+        if args.skip_peers or args.retention_only
         else PostOfficePeer(stack, concurrency=args.peer_concurrency, log_dir=log_dir)
     )
     say(f"logs in {log_dir}; load average {load_at_start[0]:.2f}")
@@ -1014,22 +1096,29 @@ def main(argv: list[str] | None = None) -> None:
     top = ""
     peer_info: dict | None = None
     try:
-        stack.start()
-        if peer is not None:
-            peer.start()
-            peer_info = {
-                "name": "django-post-office",
-                "version": peer.version,
-                "settings": peer.settings(),
-                "concurrency": peer.concurrency,
-            }
-        top = header(stack, args, load_at_start, peer)
-        benchmark.run()
-        if peer is not None:
-            peer.close()
-        stack.stop_processes()
-        if not args.skip_million and not args.peers_only:
-            benchmark.dispatcher()
+        if args.retention_only:
+            stack.start_database()
+            top = retention_header(load_at_start)
+            benchmark.retention()
+        else:
+            stack.start()
+            if peer is not None:
+                peer.start()
+                peer_info = {
+                    "name": "django-post-office",
+                    "version": peer.version,
+                    "settings": peer.settings(),
+                    "concurrency": peer.concurrency,
+                }
+            top = header(stack, args, load_at_start, peer)
+            benchmark.run()
+            if peer is not None:
+                peer.close()
+            stack.stop_processes()
+            if not args.skip_million and not args.peers_only:
+                benchmark.dispatcher()
+            if not args.skip_retention and not args.peers_only:
+                benchmark.retention()
     except KeyboardInterrupt:
         say("interrupted; stopping everything")
         raise SystemExit(130) from None

@@ -63,6 +63,7 @@ class Stack:
         self.api: ApiServer | None = None
         self._created_database = False
         self._django_ready = False
+        self._queues_declared = False
         self.keep_database = False
 
     # -- start ------------------------------------------------------------------------------
@@ -88,13 +89,10 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         # First, before this process touches Django or a database: the sink is a spawned child.
         self.sink.start()
-        say(f"SMTP sink on {self.sink.url}; creating database {self.database}")
-        self._create_database()
+        say(f"SMTP sink on {self.sink.url}")
+        self.start_database()
         env = self.environment()
-        self._setup_django(env)
-        from django.core.management import call_command
-
-        call_command("migrate", interactive=False, verbosity=0)
+        self._queues_declared = True
         queues = [f"{self.prefix}mail.{name}" for name in ("high", "normal", "low")]
         dispatch = f"{self.prefix}mailhub.dispatch"
         ticks = f"{self.prefix}webhooks.tick"
@@ -120,6 +118,16 @@ class Stack:
         )
         say("starting the API (gunicorn, deploy/gunicorn.conf.py)")
         self.api.start()
+        return self
+
+    def start_database(self) -> Stack:
+        """The database alone, migrated, and Django in this process set up to use it."""
+        say(f"creating database {self.database}")
+        self._create_database()
+        self._setup_django(self.environment())
+        from django.core.management import call_command
+
+        call_command("migrate", interactive=False, verbosity=0)
         return self
 
     def _create_database(self) -> None:
@@ -205,7 +213,7 @@ class Stack:
         )
 
     def _delete_queues(self) -> None:
-        if not self._django_ready:
+        if not (self._django_ready and self._queues_declared):
             return
         import amqp
         from django.conf import settings

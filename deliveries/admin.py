@@ -32,6 +32,7 @@ from django.utils.text import Truncator
 from deliveries.metrics import count_or_estimate, dashboard
 from deliveries.mime import build_mime
 from deliveries.models import Attachment, Attempt, Delivery, Event, Message, Suppression, Template
+from deliveries.partitions import since
 from deliveries.services import (
     CANCELLABLE,
     REQUEUEABLE,
@@ -409,7 +410,7 @@ class MessageAdmin(DeliveryActions, FastChangelist, ActionsOnlyAdmin):
     @admin.display(description="attempts")
     def attempts_table(self, obj: Message) -> str:
         attempts = (
-            Attempt.objects.filter(delivery__message=obj)
+            Attempt.objects.filter(delivery__message=obj, started_at__gte=since(obj.created_at))
             .annotate(address=F("delivery__address"))
             .order_by("delivery_id", "number")
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from django.db import connection
@@ -27,28 +28,34 @@ def update_from_values(
     columns: dict[str, str],
     rows: Sequence[tuple],
     condition: str = "",
+    condition_params: Sequence[Any] = (),
     returning: str = "",
 ) -> list[tuple]:
     """Update ``model`` rows matched on ``id`` (the first value of each row).
 
     ``columns`` maps each further value's column to its SQL type, in row order. ``condition`` is
     extra SQL on the target row ``t`` and the values ``v`` (e.g. ``"t.status = 'sending'"``),
-    ``returning`` a column list of ``t``; the returned rows are the ones updated.
+    with ``%s`` for each of ``condition_params``; ``returning`` a column list of ``t``; the
+    returned rows are the ones updated.
     """
     if not rows:
         return []
     names = ["id", *columns]
     types = ["bigint", *columns.values()]
-    # Identifiers come from code, never from input; every value travels as a parameter.
-    sql = (
-        f"UPDATE {model._meta.db_table} AS t SET "  # noqa: S608
-        + ", ".join(f"{name} = v.{name}" for name in columns)
-        + f" FROM (VALUES %s) AS v({', '.join(names)}) WHERE t.id = v.id"
-        + (f" AND {condition}" if condition else "")
-        + (f" RETURNING {returning}" if returning else "")
-    )
     template = "(" + ", ".join(f"%s::{sql_type}" for sql_type in types) + ")"
     with connection.cursor() as cursor:
+        if condition_params:
+            # Quoted now, so that the only placeholder left is the VALUES list's.
+            quoted = cursor.cursor.mogrify(condition, condition_params).decode()
+            condition = quoted.replace("%", "%%")
+        # Identifiers come from code, never from input; every value travels as a parameter.
+        sql = (
+            f"UPDATE {model._meta.db_table} AS t SET "  # noqa: S608
+            + ", ".join(f"{name} = v.{name}" for name in columns)
+            + f" FROM (VALUES %s) AS v({', '.join(names)}) WHERE t.id = v.id"
+            + (f" AND {condition}" if condition else "")
+            + (f" RETURNING {returning}" if returning else "")
+        )
         result = execute_values(cursor.cursor, sql, rows, template=template, fetch=bool(returning))
     return result or []
 

@@ -75,3 +75,8 @@ def metrics_top_clients() -> int:
 def esp_webhooks() -> list[str]:
     """The ESPs whose tracking webhooks are mounted (``MAILHUB_ESP_WEBHOOKS``)."""
     return list(settings.MAILHUB_ESP_WEBHOOKS)
+
+
+def history_partitions_ahead_days() -> int:
+    """Days of history partitions kept made ahead of today."""
+    return settings.MAILHUB_HISTORY_PARTITIONS_AHEAD_DAYS

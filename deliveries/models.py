@@ -141,11 +141,19 @@ class Delivery(models.Model):
 
 
 class Attempt(models.Model):
-    """One try at delivering to one recipient, written before SMTP is spoken."""
+    """One try at delivering to one recipient, written before SMTP is spoken.
+
+    Partitioned by day on ``started_at`` (``deliveries.partitions``): the database's primary key
+    is (id, started_at); Django knows ``id``, unique by construction (a sequence). A query that
+    knows when the attempt started says so, and reads one day's partition instead of all.
+    """
 
     Outcome = AttemptOutcome
 
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_set")
+    # No index of its own: `attempt_delivery_number` starts with it.
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.CASCADE, related_name="attempt_set", db_index=False
+    )
     number = models.PositiveIntegerField()
     task_id = models.CharField(max_length=64, blank=True)
     worker = models.CharField(max_length=255, blank=True)
@@ -158,9 +166,9 @@ class Attempt(models.Model):
     outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.PENDING)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["delivery", "number"], name="attempt_unique_number")
-        ]
+        # Not unique: a unique index on a partitioned table must hold the partition key. The
+        # claim numbers a delivery's attempts under its row lock, so no two share a number.
+        indexes = [models.Index(fields=["delivery", "number"], name="attempt_delivery_number")]
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.delivery_id}: {self.outcome}"
@@ -227,7 +235,12 @@ class Template(models.Model):
 
 
 class Event(models.Model):
-    """One change of a delivery's fate, written in the transaction that made the change."""
+    """One change of a delivery's fate, written in the transaction that made the change.
+
+    Partitioned by day on ``created_at`` (``deliveries.partitions``): the database's primary key
+    is (id, created_at); Django knows ``id``, unique by construction (uuid4). A query that knows
+    how old the events can be says so, and reads only the partitions of those days.
+    """
 
     Type = EventType
 

@@ -9,28 +9,32 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
 from accounts.models import Client
 from deliveries.models import Attempt, Delivery, Event, Message, Suppression, Template
+from deliveries.partitions import HISTORY_TABLES, HistoryTable, Partition, partitions_of, since
 from deliveries.states import FINISHED_MESSAGE_STATUSES
 
 
 def message_get_for_client(*, client: Client, message_id: UUID) -> Message | None:
     """The message with its deliveries and their attempts, or None if it is not this client's."""
-    return (
-        Message.objects.filter(client=client, id=message_id)
-        .prefetch_related(
-            Prefetch(
-                "deliveries",
-                queryset=Delivery.objects.order_by("id").prefetch_related(
-                    Prefetch("attempt_set", queryset=Attempt.objects.order_by("number"))
-                ),
-            )
-        )
-        .first()
+    message = Message.objects.filter(client=client, id=message_id).first()
+    if message is None:
+        return None
+    # Attempts start after their message was accepted: the partitions before are not read.
+    attempts = Attempt.objects.filter(started_at__gte=since(message.created_at))
+    prefetch_related_objects(
+        [message],
+        Prefetch(
+            "deliveries",
+            queryset=Delivery.objects.order_by("id").prefetch_related(
+                Prefetch("attempt_set", queryset=attempts.order_by("number"))
+            ),
+        ),
     )
+    return message
 
 
 def messages_for_client(
@@ -76,12 +80,18 @@ def messages_for_client(
 
 def message_events_for_client(*, client: Client, message_id: UUID) -> list[Event] | None:
     """The message's events, oldest first, or None if it is not this client's message."""
-    if not Message.objects.filter(client=client, id=message_id).exists():
+    accepted = (
+        Message.objects.filter(client=client, id=message_id)
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if accepted is None:
         return None
+    # Events follow their message's acceptance: the partitions before are not read.
     return list(
-        Event.objects.filter(client=client, message_id=message_id).order_by(
-            "created_at", "delivery_id", "type"
-        )
+        Event.objects.filter(
+            client=client, message_id=message_id, created_at__gte=since(accepted)
+        ).order_by("created_at", "delivery_id", "type")
     )
 
 
@@ -228,3 +238,14 @@ def delivery_of_relay_report(
             if message_id.lower() == wanted:
                 return delivery_id
     return None
+
+
+def history_partitions_ending_by(*, before: datetime) -> list[tuple[HistoryTable, Partition]]:
+    """The history partitions whose every row is older than ``before``: retention drops them
+    whole."""
+    return [
+        (table, partition)
+        for table in HISTORY_TABLES
+        for partition in partitions_of(table)
+        if partition.ends_by(before)
+    ]

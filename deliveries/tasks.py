@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from celery.signals import task_prerun, worker_process_shutdown
+from celery.signals import beat_init, task_prerun, worker_process_shutdown
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from deliveries.dispatcher import deliveries_dispatch
-from deliveries.services import deliveries_send
+from deliveries.services import deliveries_send, history_partitions_ensure
 from deliveries.smtp import RelayPool, SmtpTransport
 from mailhub.logs import tick_level
 
@@ -76,3 +76,22 @@ def deliver_messages(self, message_ids: list[str]) -> None:
 def dispatch_due() -> None:
     report = deliveries_dispatch()
     logger.log(tick_level(report.touched, report.published_messages), "dispatcher: %s", report)
+
+
+@shared_task(ignore_result=True)
+def history_partitions() -> None:
+    """Beat's partition tick (``retention.history_partitions_ensure``): hourly by default, and
+    once when beat starts, so that a beat restarted more often than the interval still runs it."""
+    report = history_partitions_ensure()
+    if report.busy:
+        logger.warning("history partitions: %s", report)
+    elif report.created:
+        logger.info("history partitions: %s", report)
+
+
+@beat_init.connect
+def _partitions_when_beat_starts(**_: object) -> None:
+    history_partitions.apply_async(
+        queue=settings.MAILHUB_DISPATCH_QUEUE,
+        expires=settings.MAILHUB_HISTORY_PARTITIONS_INTERVAL_SECONDS,
+    )

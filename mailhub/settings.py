@@ -473,6 +473,26 @@ CELERY_BEAT_SCHEDULE["domains-reverify"] = {
     "options": {"queue": MAILHUB_DISPATCH_QUEUE, "expires": 60.0},
 }
 
+# --- History partitions: events and attempts, a partition a day (deliveries/partitions.py) ------
+# Beat makes each history table's day partitions this many days ahead, so that a day's rows
+# always find theirs (a row whose day has none lands in the DEFAULT partition, and moves into
+# its day's partition when that is made).
+MAILHUB_HISTORY_PARTITIONS_AHEAD_DAYS = env_int(
+    "MAILHUB_HISTORY_PARTITIONS_AHEAD_DAYS", 7, minimum=1
+)
+# How often beat looks for missing partitions (a catalog query; it creates one a day per table).
+MAILHUB_HISTORY_PARTITIONS_INTERVAL_SECONDS = env_float(
+    "MAILHUB_HISTORY_PARTITIONS_INTERVAL_SECONDS", 3600.0, minimum=1
+)
+CELERY_BEAT_SCHEDULE["history-partitions"] = {
+    "task": "deliveries.tasks.history_partitions",
+    "schedule": MAILHUB_HISTORY_PARTITIONS_INTERVAL_SECONDS,
+    "options": {
+        "queue": MAILHUB_DISPATCH_QUEUE,
+        "expires": MAILHUB_HISTORY_PARTITIONS_INTERVAL_SECONDS,
+    },
+}
+
 # --- Webhooks: signed event notifications ---------------------------------------------------------
 # Webhook work has a queue of its own, consumed by its own worker pool: a slow client endpoint
 # can hold webhook workers, never the mail queues.

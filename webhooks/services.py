@@ -218,23 +218,28 @@ def events_fan_out(*, limit: int) -> tuple[int, int]:
             Event.objects.select_for_update(skip_locked=True)
             .filter(fanned_out=False)
             .order_by("created_at", "id")
-            .values_list("id", "client_id", "type")[:limit]
+            .values_list("id", "client_id", "type", "created_at")[:limit]
         )
         if not events:
             return 0, 0
         wanted: dict[int, list[tuple[UUID, set[str]]]] = {}
         for endpoint_id, client_id, types in Endpoint.objects.filter(
-            client_id__in={client_id for _, client_id, _ in events}, enabled=True
+            client_id__in={client_id for _, client_id, _, _ in events}, enabled=True
         ).values_list("id", "client_id", "event_types"):
             wanted.setdefault(client_id, []).append((endpoint_id, set(types)))
         notifications = [
             Notification(endpoint_id=endpoint_id, event_id=event_id, created_at=now)
-            for event_id, client_id, event_type in events
+            for event_id, client_id, event_type, _ in events
             for endpoint_id, types in wanted.get(client_id, ())
             if event_type in types
         ]
         Notification.objects.bulk_create(notifications, ignore_conflicts=True)
-        Event.objects.filter(id__in=[event_id for event_id, _, _ in events]).update(fanned_out=True)
+        # The batch's time span too: the update reads only the partitions of those days.
+        Event.objects.filter(
+            id__in=[event_id for event_id, _, _, _ in events],
+            created_at__gte=events[0][3],
+            created_at__lte=events[-1][3],
+        ).update(fanned_out=True)
     return len(events), len(notifications)
 
 
@@ -474,3 +479,22 @@ def _endpoint_failed(
 
 def _claim_release(*, endpoint_id: UUID | str, claim: UUID | str) -> None:
     Endpoint.objects.filter(id=endpoint_id, claim=claim).update(claim=None, claimed_until=None)
+
+
+# -- retention -------------------------------------------------------------------------------
+
+
+def webhook_attempts_purge(*, before: datetime, batch_size: int = 5000) -> int:
+    """Delete the log of requests started before ``before``, ``batch_size`` rows a transaction;
+    return how many. Endpoint by endpoint, so that each batch is a range of the index
+    ``webhook_attempt_recent`` rather than a read of the whole log."""
+    deleted = 0
+    for endpoint_id in Endpoint.objects.order_by("id").values_list("id", flat=True):
+        old = WebhookAttempt.objects.filter(endpoint_id=endpoint_id, started_at__lt=before)
+        while True:
+            with transaction.atomic():
+                ids = list(old.values_list("id", flat=True)[:batch_size])
+                if not ids:
+                    break
+                deleted += WebhookAttempt.objects.filter(id__in=ids).delete()[0]
+    return deleted

@@ -1,8 +1,8 @@
 """Writes: every one in the engine is here. Import services from this package; the modules below
 group them by subject: accepting mail (``accept``, its SQL in ``storing``), sending it
 (``sending``), moving deliveries through the state machine (``transitions``), bounces and
-complaints reported after delivery, suppressions, templates, and what operators do
-(``operator``)."""
+complaints reported after delivery, suppressions, templates, what operators do (``operator``),
+and retention with the history partitions it drops (``retention``)."""
 
 from deliveries.services.accept import (
     AttachmentDraft,
@@ -22,8 +22,15 @@ from deliveries.services.operator import (
     deliveries_cancel,
     deliveries_requeue,
     deliveries_retry_now,
-    messages_purge,
     messages_resend,
+)
+from deliveries.services.retention import (
+    HistoryPurge,
+    PartitionsReport,
+    history_partitions_ensure,
+    history_purge,
+    history_purged,
+    messages_purge,
 )
 from deliveries.services.sending import (
     Claim,
@@ -57,9 +64,11 @@ __all__ = [
     "AttachmentDraft",
     "Cancellation",
     "Claim",
+    "HistoryPurge",
     "MessageDraft",
     "OperationResult",
     "Outcome",
+    "PartitionsReport",
     "Recipient",
     "TemplateExists",
     "attempts_record",
@@ -76,6 +85,9 @@ __all__ = [
     "deliveries_transition",
     "delivery_mark_lost",
     "delivery_transition",
+    "history_partitions_ensure",
+    "history_purge",
+    "history_purged",
     "message_accept",
     "message_cancel",
     "messages_accept",

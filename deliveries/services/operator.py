@@ -1,6 +1,6 @@
 """What operators do to mail, from the admin's actions and the management commands: retry,
-requeue, cancel, resend, purge. (Which deliveries they mean is read by
-``deliveries.selectors.deliveries_select``.)
+requeue, cancel, resend. (Which deliveries they mean is read by
+``deliveries.selectors.deliveries_select``; purging is ``retention``'s.)
 
 Every status change goes through ``deliveries_transition``, so an operator's move obeys the state
 machine exactly as a worker's does, and a row that moved meanwhile is skipped rather than
@@ -11,9 +11,8 @@ never touched by any of them.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -23,12 +22,11 @@ from django.utils import timezone
 
 from accounts.models import Client
 from deliveries import conf
-from deliveries.models import Attachment, Attempt, Delivery, Event, Message
+from deliveries.models import Delivery, Message
 from deliveries.publisher import messages_publish
-from deliveries.selectors import messages_purgeable
 from deliveries.services.accept import AttachmentDraft, MessageDraft, Recipient, messages_accept
 from deliveries.services.transitions import deliveries_transition, messages_refresh_status
-from deliveries.states import ACTIVE, DeliveryStatus
+from deliveries.states import DeliveryStatus
 
 S = DeliveryStatus
 
@@ -215,53 +213,3 @@ def _draft_copy_of(message: Message) -> MessageDraft:
         ],
         template_name=message.template_name,
     )
-
-
-# -- retention -------------------------------------------------------------------------------
-
-
-def messages_purge(
-    *,
-    created_before: datetime,
-    batch_size: int = 1000,
-    client: str = "",
-    on_batch: Callable[[int], object] | None = None,
-) -> int:
-    """Delete finished messages accepted before ``created_before`` with everything they own
-    (deliveries, attempts, events, attachments), ``batch_size`` messages per transaction.
-
-    Return how many messages were deleted. Short transactions keep locks brief and let the
-    purge be interrupted and run again at any point.
-    """
-    total = 0
-    while True:
-        deleted = _purge_batch(created_before=created_before, batch_size=batch_size, client=client)
-        if not deleted:
-            return total
-        total += deleted
-        if on_batch is not None:
-            on_batch(deleted)
-
-
-def _purge_batch(*, created_before: datetime, batch_size: int, client: str) -> int:
-    with transaction.atomic():
-        # Locked, and re-checked for active deliveries: a message an operator is retrying right
-        # now is skipped, not deleted under the worker's feet.
-        ids = list(
-            messages_purgeable(created_before=created_before, client=client)
-            .exclude(deliveries__status__in=sorted(ACTIVE))
-            .order_by("created_at")
-            .select_for_update(skip_locked=True)
-            .values_list("id", flat=True)[:batch_size]
-        )
-        if not ids:
-            return 0
-        # Children first, each one DELETE. Django's cascading delete would first load every
-        # message (bodies and all) and every delivery into memory.
-        Event.objects.filter(message_id__in=ids).delete()
-        Attempt.objects.filter(delivery__message_id__in=ids).delete()
-        Attachment.objects.filter(message_id__in=ids).delete()
-        deliveries = Delivery.objects.filter(message_id__in=ids)
-        deliveries._raw_delete(deliveries.db)
-        messages = Message.objects.filter(id__in=ids)
-        return messages._raw_delete(messages.db)

@@ -37,6 +37,7 @@ from deliveries.bulk import update_from_values
 from deliveries.limits import admissible, limit_for
 from deliveries.mime import build_mime
 from deliveries.models import Attachment, Attempt, Delivery, Message, Suppression
+from deliveries.partitions import since
 from deliveries.policy import (
     Decision,
     SmtpReply,
@@ -74,6 +75,7 @@ class Claim:
 
     message: Message
     claimed: list[Delivery]  # `attempts` already counts this attempt
+    started_at: datetime  # when its attempts started (at the claim): finds their partition
     recipients: list[Delivery] = field(default_factory=list)  # all of them, for the headers
     attachments: list[Attachment] = field(default_factory=list)
     attempt_ids: dict[int, int] = field(default_factory=dict)  # by delivery id
@@ -180,7 +182,9 @@ def deliveries_claim(
         for delivery in taken:
             delivery.attempts += 1
             delivery.status = S.SENDING
-            claims.setdefault(delivery.message_id, Claim(delivery.message, claimed=[]))
+            claims.setdefault(
+                delivery.message_id, Claim(delivery.message, claimed=[], started_at=now)
+            )
             claims[delivery.message_id].claimed.append(delivery)
         _attempts_start(claims=claims.values(), task_id=task_id, worker=worker, now=now)
     _read_recipients_and_attachments(claims=claims, claimable={c.message.id: c for c in claimable})
@@ -279,11 +283,15 @@ _COUNT_STARTS_SQL = (
 # Read after the locks are held (a statement sees what was committed when it started). A
 # connection is a task sending to the domain: the distinct tasks behind the deliveries being
 # sent (their current attempts), found through the partial index `delivery_sending_domain`.
+# Those attempts started within a lease (one whose lease ran out is no connection any more, and
+# the dispatcher takes it back): `since` bounds them so, and only the last day's partitions
+# are read.
 _DOMAIN_COUNTS_SQL = """
 SELECT wanted.domain,
        (SELECT count(DISTINCT a.task_id) FROM deliveries_delivery d
         JOIN deliveries_attempt a ON a.delivery_id = d.id AND a.number = d.attempts
-        WHERE d.status = 'sending' AND d.domain = wanted.domain),
+        WHERE d.status = 'sending' AND d.domain = wanted.domain
+              AND a.started_at >= %(since)s),
        COALESCE((SELECT w.count FROM deliveries_domainwindow w
                  WHERE w.domain = wanted.domain AND w.minute = %(minute)s), 0)
 FROM unnest(%(domains)s::text[]) AS wanted(domain)
@@ -316,7 +324,10 @@ def _admit_by_domain(
             " FROM unnest(%s::text[]) AS d ORDER BY d",
             [_DOMAIN_LOCK_SEED, domains],
         )
-        cursor.execute(_DOMAIN_COUNTS_SQL, {"domains": domains, "minute": minute})
+        cursor.execute(
+            _DOMAIN_COUNTS_SQL,
+            {"domains": domains, "minute": minute, "since": since(now - conf.lease())},
+        )
         counts = {domain: (connections, started) for domain, connections, started in cursor}
     room = {
         domain: admissible(
@@ -481,6 +492,9 @@ def attempts_record(
                 "duration_ms": "integer",
             },
             rows=attempt_rows,
+            # The partition key, as a constant: the plan reads the claim's day's partition only.
+            condition="t.started_at = ANY(%s)",
+            condition_params=[sorted({claim.started_at for claim in claims})],
         )
         messages_refresh_status(message_ids=[claim.message.id for claim in claims])
     return decisions

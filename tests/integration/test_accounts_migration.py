@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.core.management import call_command
-from django.db import connection, connections
+from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
@@ -23,6 +22,7 @@ from accounts.models import ApiKey, Client, IdempotencyRecord, RateCounter
 from accounts.services import api_key_hash
 from deliveries.models import Message
 from tests.builders import message_payload
+from tests.support.databases import scratch_database
 from tests.support.workers import ROOT, database_url
 from webhooks.models import Endpoint
 
@@ -44,20 +44,8 @@ URL = "/api/v1/messages"
 @pytest.fixture
 def premove(django_db_setup, django_db_blocker) -> Iterator[str]:
     """An empty database of its own beside the test database; yields its connection alias."""
-    name = f"{settings.DATABASES['default']['NAME']}_premove"
-    with django_db_blocker.unblock():
-        with connection._nodb_cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        connections.settings[ALIAS] = {**connections.settings["default"], "NAME": name}
-        try:
-            yield ALIAS
-        finally:
-            connections[ALIAS].close()
-            del connections[ALIAS]
-            del connections.settings[ALIAS]
-            with connection._nodb_cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    with django_db_blocker.unblock(), scratch_database(ALIAS) as alias:
+        yield alias
 
 
 def seed_previous_layout(db: str) -> dict:

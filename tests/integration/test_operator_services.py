@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from deliveries import selectors
 from deliveries.models import Attachment, Attempt, Delivery, Event, Message
-from deliveries.services import operator
+from deliveries.services import operator, retention
 from deliveries.states import DeliveryStatus, MessageStatus
 from tests.support.ops import seed_message, statuses_of
 
@@ -125,7 +125,7 @@ def test_purge_deletes_old_finished_messages_with_everything_they_own(acme):
     recent = seed_message(acme.client, status=S.DELIVERED, age=timedelta(days=2))
     batches = []
 
-    deleted = operator.messages_purge(
+    deleted = retention.messages_purge(
         created_before=timezone.now() - timedelta(days=30), batch_size=1, on_batch=batches.append
     )
 
@@ -144,7 +144,7 @@ def test_purge_of_one_client_leaves_the_others(acme, globex):
     seed_message(acme.client, status=S.DELIVERED, age=timedelta(days=40))
     kept = seed_message(globex.client, status=S.DELIVERED, age=timedelta(days=40))
 
-    deleted = operator.messages_purge(
+    deleted = retention.messages_purge(
         created_before=timezone.now() - timedelta(days=30), client="acme"
     )
 

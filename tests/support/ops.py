@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Client
-from deliveries.models import Attempt, Delivery, Message
+from deliveries.models import Attempt, Delivery, Event, Message
 from deliveries.services import (
     MessageDraft,
     Recipient,
@@ -100,6 +101,21 @@ def seed_message(
         Message.objects.filter(id=message.id).update(
             created_at=F("created_at") - age, expires_at=F("expires_at") - age
         )
+    message.refresh_from_db()
+    return message
+
+
+def seed_message_at(client: Client, when: datetime) -> Message:
+    """A delivered message accepted at ``when``, its events and attempt dated then too (in that
+    day's history partition, or the DEFAULT one)."""
+    message = seed_message(client, status=S.DELIVERED)
+    Message.objects.filter(id=message.id).update(created_at=when, expires_at=when)
+    Event.objects.filter(message=message).update(created_at=when)
+    Attempt.objects.filter(delivery__message=message).update(started_at=when)
+    with connection.cursor() as cursor:
+        # The foreign keys' deferred checks, as the commit of real mail would have run them: a
+        # partition with checks pending in the transaction cannot be dropped.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     message.refresh_from_db()
     return message
 
