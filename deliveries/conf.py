@@ -65,3 +65,8 @@ def template_cpu_seconds() -> float:
 def template_max_output_chars() -> int:
     """Characters one rendered part of a client's template may come to."""
     return settings.MAILHUB_TEMPLATE_MAX_OUTPUT_CHARS
+
+
+def bounce_domain() -> str:
+    """The VERP bounce domain, or "" when envelope senders are the From address."""
+    return settings.MAILHUB_BOUNCE_DOMAIN
