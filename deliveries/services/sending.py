@@ -62,6 +62,7 @@ from deliveries.services.transitions import (
 )
 from deliveries.smtp import Envelope, Transport
 from deliveries.states import ATTEMPT_OUTCOME_OF_STATUS, AttemptOutcome, DeliveryStatus
+from domains.signing import Signer, from_domain, signers_for
 from mailhub.logs import log_context
 
 logger = logging.getLogger(__name__)
@@ -515,13 +516,15 @@ def _send_each(
     not sent at all (see ``attempts_record``).
 
     A message is one SMTP transaction, or one per delivery when each has its own envelope
-    sender (``deliveries.parcels``). Once the relay fails a transaction before any recipient is
-    named, every live transaction after it gets the same reply without being tried."""
+    sender, signed with its From domain's DKIM key if it has one (``deliveries.parcels``).
+    Once the relay fails a transaction before any recipient is named, every live transaction
+    after it gets the same reply without being tried."""
     # The transport stops a little before the lease ends (every SMTP command is bounded by what
     # is left), so the dispatcher never takes back a delivery whose attempt is still running.
     lease = conf.lease().total_seconds()
     deadline = time.monotonic() + lease - min(10.0, lease / 10)
     bounce_domain = conf.bounce_domain()
+    signers = _signers(claims)
     replies: dict[int, SmtpReply] = {}
     durations: dict[UUID, int] = {}
     unsendable: dict[int, str] = {}
@@ -557,7 +560,11 @@ def _send_each(
             )
             message_started = time.monotonic()
             for parcel in parcels(
-                sendable, sender=sender, content=content, bounce_domain=bounce_domain
+                sendable,
+                sender=sender,
+                content=content,
+                bounce_domain=bounce_domain,
+                signer=signers.get((claim.message.client_id, from_domain(sender))),
             ):
                 if relay_failure is not None and not simulated:
                     replies.update({delivery.id: relay_failure for delivery in parcel.deliveries})
@@ -570,6 +577,24 @@ def _send_each(
                     relay_failure = next(iter(parcel_replies.values()))
             durations[claim.message.id] = int((time.monotonic() - message_started) * 1000)
     return replies, durations, unsendable
+
+
+def _signers(claims: Sequence[Claim]) -> dict[tuple[int, str], Signer]:
+    """The DKIM signer of each live message's (client, From domain), found in one query. Test
+    mail reaches no one, so it is not signed. Should the lookup fail, the task's mail goes out
+    unsigned rather than not at all."""
+    wanted = {
+        (claim.message.client_id, from_domain(parseaddr(claim.message.sender)[1]))
+        for claim in claims
+        if not claim.message.test_mode
+    }
+    try:
+        return signers_for(wanted)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:
+        logger.exception("finding the DKIM keys failed: this task's mail goes out unsigned")
+        return {}
 
 
 def _about(claim: Claim) -> AbstractContextManager[None]:

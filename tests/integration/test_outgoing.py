@@ -6,13 +6,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
+import dkim
 import pytest
 from django.conf import settings
 
 from deliveries.models import Delivery
 from deliveries.tokens import delivery_of_verp_address
+from domains.models import SendingDomain
 from tests.builders import Actor, message_payload
 from tests.integration.conftest import wait_until_final, worker_env, worker_log_dir
+from tests.integration.dkim_rows import dns_of, signing_domain
 from tests.support.sink import SmtpSink
 from tests.support.workers import WorkerProcess, delete_queues
 
@@ -66,3 +69,27 @@ def test_each_recipient_gets_its_own_transaction_from_its_verp_address(outgoing,
         delivery = Delivery.objects.get(message_id=message_id, address=r.rcpt_tos[0])
         assert delivery_of_verp_address(r.mail_from, bounce_domain=BOUNCE_DOMAIN) == delivery.id
         assert delivery.status == "delivered"
+
+
+def test_mail_from_a_domain_with_an_active_key_arrives_signed_and_verifies(outgoing, acme):
+    key = signing_domain(acme.client, "shop.test")
+    message_id = post(acme, to=["ann@example.com"])
+
+    [received] = outgoing.wait_for(1)
+    wait_until_final(message_id)
+
+    assert received.content.startswith(b"DKIM-Signature: ")
+    assert dkim.verify(received.content, dnsfunc=dns_of(key))
+
+
+def test_mail_from_a_domain_without_a_key_arrives_unsigned(outgoing, acme):
+    signing_domain(acme.client, "shop.test")
+    SendingDomain.objects.create(
+        client=acme.client, domain="other.test", state=SendingDomain.State.VERIFIED
+    )
+    message_id = post(acme, **{"from": "Other <no-reply@other.test>"})
+
+    [received] = outgoing.wait_for(1)
+    wait_until_final(message_id)
+
+    assert b"DKIM-Signature" not in received.content
