@@ -70,3 +70,8 @@ def template_max_output_chars() -> int:
 def bounce_domain() -> str:
     """The VERP bounce domain, or "" when envelope senders are the From address."""
     return settings.MAILHUB_BOUNCE_DOMAIN
+
+
+def public_url() -> str:
+    """Where Mailhub is reached from outside, without a trailing slash."""
+    return settings.MAILHUB_PUBLIC_URL

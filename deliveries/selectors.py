@@ -176,3 +176,8 @@ def messages_purgeable(*, created_before: datetime, client: str = "") -> QuerySe
     if client:
         queryset = queryset.filter(client__name=client)
     return queryset
+
+
+def delivery_exists(*, delivery_id: int) -> bool:
+    """Whether the delivery is still stored (a purged message's are not)."""
+    return Delivery.objects.filter(id=delivery_id).exists()

@@ -26,6 +26,7 @@ from mailhub.env import (
     parse_broker_url,
     parse_database_url,
     parse_domain_limits,
+    parse_public_url,
     parse_smtp_url,
     parse_smtp_urls,
 )
@@ -337,6 +338,12 @@ if MAILHUB_BOUNCE_DOMAIN and not re.fullmatch(
         f"MAILHUB_BOUNCE_DOMAIN must be a domain name like bounces.example.com, "
         f"got {MAILHUB_BOUNCE_DOMAIN!r}"
     )
+
+# Where Mailhub is reached from outside (scheme, host, optional port and path prefix): links in
+# mail start with it, e.g. the one-click unsubscribe link <MAILHUB_PUBLIC_URL>/u/<token>.
+MAILHUB_PUBLIC_URL = parse_public_url(
+    "MAILHUB_PUBLIC_URL", env_str("MAILHUB_PUBLIC_URL", "http://127.0.0.1:8000")
+)
 
 # DKIM private keys are stored encrypted with these Fernet keys (comma-separated; make one with
 # `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`).

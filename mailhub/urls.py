@@ -6,6 +6,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
+from api import unsubscribe
 from deliveries import health, metrics
 
 urlpatterns = [
@@ -23,6 +24,8 @@ urlpatterns = [
         name="api-redoc",
     ),
     path("api/v1/", include("webhooks.urls")),
+    # RFC 8058 one-click unsubscribe links in mail: short, outside /api/ (an HTML page, no key).
+    path("u/<str:token>", unsubscribe.one_click, name="unsubscribe"),
 ]
 
 # Under /api/ every error is a problem (application/problem+json), even one no view raised.

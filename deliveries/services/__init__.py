@@ -1,8 +1,8 @@
 """Writes: every one in the engine is here. Import services from this package; the modules below
 group them by subject: accepting mail (``accept``, its SQL in ``storing``), sending it
 (``sending``), moving deliveries through the state machine (``transitions``), bounces and
-complaints reported after delivery, suppressions, templates, and what operators do
-(``operator``)."""
+complaints reported after delivery, one-click unsubscribes, suppressions, templates, and what
+operators do (``operator``)."""
 
 from deliveries.services.accept import (
     AttachmentDraft,
@@ -49,6 +49,7 @@ from deliveries.services.transitions import (
     message_cancel,
     messages_refresh_status,
 )
+from deliveries.services.unsubscribes import delivery_unsubscribe
 
 __all__ = [
     "CANCELLABLE",
@@ -76,6 +77,7 @@ __all__ = [
     "deliveries_transition",
     "delivery_mark_lost",
     "delivery_transition",
+    "delivery_unsubscribe",
     "message_accept",
     "message_cancel",
     "messages_accept",

@@ -38,7 +38,7 @@ from deliveries.bulk import update_from_values
 from deliveries.limits import admissible, limit_for
 from deliveries.mime import build_mime
 from deliveries.models import Attachment, Attempt, Delivery, Message, Suppression
-from deliveries.parcels import parcels
+from deliveries.parcels import parcels, wants_unsubscribe
 from deliveries.policy import (
     Decision,
     SmtpReply,
@@ -99,6 +99,8 @@ _MESSAGE_COLUMNS = (
     "created_at",
     "expires_at",
     "test_mode",
+    "priority",
+    "unsubscribe",
 )
 # Identifiers come from code; the ids travel as a parameter.
 _CLAIM_SQL = f"""
@@ -516,7 +518,8 @@ def _send_each(
     not sent at all (see ``attempts_record``).
 
     A message is one SMTP transaction, or one per delivery when each has its own envelope
-    sender, signed with its From domain's DKIM key if it has one (``deliveries.parcels``).
+    sender or its own unsubscribe link, signed with its From domain's DKIM key if it has one
+    (``deliveries.parcels``).
     Once the relay fails a transaction before any recipient is named, every live transaction
     after it gets the same reply without being tried."""
     # The transport stops a little before the lease ends (every SMTP command is bounded by what
@@ -524,6 +527,7 @@ def _send_each(
     lease = conf.lease().total_seconds()
     deadline = time.monotonic() + lease - min(10.0, lease / 10)
     bounce_domain = conf.bounce_domain()
+    public_url = conf.public_url()
     signers = _signers(claims)
     replies: dict[int, SmtpReply] = {}
     durations: dict[UUID, int] = {}
@@ -565,6 +569,7 @@ def _send_each(
                 content=content,
                 bounce_domain=bounce_domain,
                 signer=signers.get((claim.message.client_id, from_domain(sender))),
+                unsubscribe_base=public_url if wants_unsubscribe(claim.message) else "",
             ):
                 if relay_failure is not None and not simulated:
                     replies.update({delivery.id: relay_failure for delivery in parcel.deliveries})

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import dkim
 import pytest
 from django.conf import settings
+from django.test import Client as HttpClient
 
-from deliveries.models import Delivery
-from deliveries.tokens import delivery_of_verp_address
+from deliveries.models import Delivery, Event, Suppression
+from deliveries.tokens import UNSUBSCRIBE, delivery_of_verp_address, read_delivery_token
 from domains.models import SendingDomain
 from tests.builders import Actor, message_payload
 from tests.integration.conftest import wait_until_final, worker_env, worker_log_dir
@@ -22,13 +23,15 @@ from tests.support.workers import WorkerProcess, delete_queues
 pytestmark = pytest.mark.integration
 
 BOUNCE_DOMAIN = "bounces.mailhub.test"
+PUBLIC_URL = "https://mail.mailhub.test"
 
 
 @pytest.fixture(scope="module")
 def outgoing_stack(django_db_setup, django_db_blocker) -> Iterator[SmtpSink]:
-    """One worker (every queue, and beat) sending with VERP envelope senders to a sink."""
+    """One worker (every queue, and beat) sending with VERP envelope senders to a sink, its
+    unsubscribe links under ``PUBLIC_URL``."""
     sink = SmtpSink().start()
-    env = worker_env(sink, MAILHUB_BOUNCE_DOMAIN=BOUNCE_DOMAIN)
+    env = worker_env(sink, MAILHUB_BOUNCE_DOMAIN=BOUNCE_DOMAIN, MAILHUB_PUBLIC_URL=PUBLIC_URL)
     worker = WorkerProcess(
         "outgoing",
         [*settings.MAILHUB_QUEUES.values(), settings.MAILHUB_DISPATCH_QUEUE],
@@ -93,3 +96,45 @@ def test_mail_from_a_domain_without_a_key_arrives_unsigned(outgoing, acme):
     wait_until_final(message_id)
 
     assert b"DKIM-Signature" not in received.content
+
+
+def test_low_priority_mail_carries_a_signed_one_click_link_per_recipient_that_unsubscribes(
+    outgoing, acme
+):
+    key = signing_domain(acme.client, "shop.test")
+    message_id = post(acme, to=["ann@example.com", "bob@example.com"], priority="low")
+
+    received = outgoing.wait_for(2)
+    wait_until_final(message_id)
+
+    links = {}
+    for r in received:
+        delivery = Delivery.objects.get(message_id=message_id, address=r.rcpt_tos[0])
+        assert r.parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        url = r.parsed["List-Unsubscribe"].strip("<>")
+        assert url.startswith(f"{PUBLIC_URL}/u/")
+        assert read_delivery_token(UNSUBSCRIBE, url.rsplit("/", 1)[1]) == delivery.id
+        assert dkim.verify(r.content, dnsfunc=dns_of(key))
+        signed = r.parsed["DKIM-Signature"].replace(" ", "").replace("\n", "")
+        assert "list-unsubscribe:list-unsubscribe-post" in signed
+        links[delivery.address] = url.removeprefix(PUBLIC_URL)
+
+    response = HttpClient(enforce_csrf_checks=True).post(links["bob@example.com"])
+
+    assert response.status_code == 200
+    assert list(Suppression.objects.values_list("address", "reason")) == [
+        ("bob@example.com", "unsubscribe")
+    ]
+    assert Event.objects.filter(message_id=message_id, type="unsubscribed").count() == 1
+
+
+def test_normal_priority_mail_has_no_unsubscribe_link_unless_asked(outgoing, acme):
+    plain = post(acme, to=["ann@example.com"])
+    asked = post(acme, to=["bob@example.com"], unsubscribe=True)
+
+    received = {r.rcpt_tos[0]: r for r in outgoing.wait_for(2)}
+    wait_until_final(plain)
+    wait_until_final(asked)
+
+    assert "List-Unsubscribe" not in received["ann@example.com"].parsed
+    assert "List-Unsubscribe" in received["bob@example.com"].parsed
