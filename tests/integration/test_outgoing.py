@@ -15,10 +15,9 @@ from deliveries.models import Delivery, Event, Suppression
 from deliveries.tokens import UNSUBSCRIBE, delivery_of_verp_address, read_delivery_token
 from domains.models import SendingDomain
 from tests.builders import Actor, message_payload
-from tests.integration.conftest import wait_until_final, worker_env, worker_log_dir
+from tests.integration.conftest import one_worker, wait_until_final
 from tests.integration.dkim_rows import dns_of, signing_domain
 from tests.support.sink import SmtpSink
-from tests.support.workers import WorkerProcess, delete_queues
 
 pytestmark = pytest.mark.integration
 
@@ -30,23 +29,10 @@ PUBLIC_URL = "https://mail.mailhub.test"
 def outgoing_stack(django_db_setup, django_db_blocker) -> Iterator[SmtpSink]:
     """One worker (every queue, and beat) sending with VERP envelope senders to a sink, its
     unsubscribe links under ``PUBLIC_URL``."""
-    sink = SmtpSink().start()
-    env = worker_env(sink, MAILHUB_BOUNCE_DOMAIN=BOUNCE_DOMAIN, MAILHUB_PUBLIC_URL=PUBLIC_URL)
-    worker = WorkerProcess(
-        "outgoing",
-        [*settings.MAILHUB_QUEUES.values(), settings.MAILHUB_DISPATCH_QUEUE],
-        env=env,
-        log_dir=worker_log_dir(),
-        concurrency=1,
-        beat=True,
-    )
-    try:
-        worker.start()
+    queues = [*settings.MAILHUB_QUEUES.values(), settings.MAILHUB_DISPATCH_QUEUE]
+    overrides = {"MAILHUB_BOUNCE_DOMAIN": BOUNCE_DOMAIN, "MAILHUB_PUBLIC_URL": PUBLIC_URL}
+    with one_worker("outgoing", queues, **overrides) as (sink, _):
         yield sink
-    finally:
-        worker.stop()
-        sink.stop()
-        delete_queues(settings.MAILHUB_QUEUE_PREFIX)
 
 
 @pytest.fixture
