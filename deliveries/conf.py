@@ -80,3 +80,13 @@ def esp_webhooks() -> list[str]:
 def history_partitions_ahead_days() -> int:
     """Days of history partitions kept made ahead of today."""
     return settings.MAILHUB_HISTORY_PARTITIONS_AHEAD_DAYS
+
+
+def bounce_domain() -> str:
+    """The VERP bounce domain, or "" when envelope senders are the From address."""
+    return settings.MAILHUB_BOUNCE_DOMAIN
+
+
+def public_url() -> str:
+    """Where Mailhub is reached from outside, without a trailing slash."""
+    return settings.MAILHUB_PUBLIC_URL

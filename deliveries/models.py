@@ -47,6 +47,9 @@ class Message(models.Model):
     # the simulator, never handed to a relay (``services.sending``). Defaults in the database
     # too: the previous release, serving while migrations run, writes rows without it.
     test_mode = models.BooleanField(default=False, db_default=False)
+    # One-click unsubscribe links (RFC 8058) in each recipient's copy: on, off, or (null) on for
+    # `low` priority only (``parcels.wants_unsubscribe``).
+    unsubscribe = models.BooleanField(null=True, blank=True, default=None)
 
     class Meta:
         indexes = [

@@ -249,3 +249,8 @@ def history_partitions_ending_by(*, before: datetime) -> list[tuple[HistoryTable
         for partition in partitions_of(table)
         if partition.ends_by(before)
     ]
+
+
+def delivery_exists(*, delivery_id: int) -> bool:
+    """Whether the delivery is still stored (a purged message's are not)."""
+    return Delivery.objects.filter(id=delivery_id).exists()

@@ -48,6 +48,9 @@ class EventType(models.TextChoices):
     # The recipient reported the delivered mail as unwanted (a feedback-loop report, or the
     # simulator's `complaint@`); the delivery stays `delivered` (``EVENT_OF_REPORT``).
     COMPLAINED = "complained", "complained"
+    # The recipient unsubscribed through the mail's one-click link (RFC 8058); the delivery
+    # stays as it is (``EVENT_OF_REPORT``).
+    UNSUBSCRIBED = "unsubscribed", "unsubscribed"
 
 
 class AttemptOutcome(models.TextChoices):
@@ -118,6 +121,7 @@ EVENT_OF_CREATION: dict[DeliveryStatus, EventType] = {
 #: delivery can have one.
 EVENT_OF_REPORT: dict[EventType, frozenset[DeliveryStatus]] = {
     EventType.COMPLAINED: frozenset({S.DELIVERED}),
+    EventType.UNSUBSCRIBED: frozenset({S.DELIVERED}),
 }
 
 #: The outcome an attempt is recorded with, by the status it moved its delivery to: every status

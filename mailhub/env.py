@@ -185,6 +185,37 @@ def parse_bind(name: str, value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+#: What a public URL may hold: printable ASCII without spaces (it is written into mail headers).
+_URL_CHARACTERS = frozenset(chr(c) for c in range(0x21, 0x7F))
+_MAX_PUBLIC_URL = 200
+
+
+def parse_public_url(name: str, value: str) -> str:
+    """An ``http(s)://host[:port][/path]`` URL without query, fragment or credentials, and
+    without its trailing slash: links Mailhub puts in mail start with it."""
+    url = value.strip().rstrip("/")
+    problem = ""
+    if not set(url) <= _URL_CHARACTERS or len(url) > _MAX_PUBLIC_URL:
+        problem = f"at most {_MAX_PUBLIC_URL} characters of printable ASCII without spaces"
+    else:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
+            problem = "an http:// or https:// URL with a host"
+        elif parts.query or parts.fragment or "?" in url or "#" in url:
+            problem = "a URL without a query or a fragment"
+        elif parts.username is not None or parts.password is not None:
+            problem = "a URL without credentials"
+    if problem:
+        raise ImproperlyConfigured(
+            f"{name} must be {problem}, e.g. https://mail.example.com, got {value!r}"
+        )
+    return url
+
+
 def parse_database_url(name: str, url: str) -> DBConfig:
     import dj_database_url
 

@@ -28,6 +28,7 @@ from mailhub.env import (
     parse_domain_limits,
     parse_domain_name,
     parse_nameservers,
+    parse_public_url,
     parse_smtp_url,
     parse_smtp_urls,
 )
@@ -367,6 +368,12 @@ MAILHUB_BOUNCES_BIND = parse_bind(
 # as that message.
 MAILHUB_BOUNCES_MAX_MESSAGE_BYTES = env_int(
     "MAILHUB_BOUNCES_MAX_MESSAGE_BYTES", 10 * 1024 * 1024, minimum=1024
+)
+
+# Where Mailhub is reached from outside (scheme, host, optional port and path prefix): links in
+# mail start with it, e.g. the one-click unsubscribe link <MAILHUB_PUBLIC_URL>/u/<token>.
+MAILHUB_PUBLIC_URL = parse_public_url(
+    "MAILHUB_PUBLIC_URL", env_str("MAILHUB_PUBLIC_URL", "http://127.0.0.1:8000")
 )
 
 # DKIM private keys are stored encrypted with these Fernet keys (comma-separated; make one with

@@ -6,6 +6,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
+from api import unsubscribe
 from deliveries import health, metrics
 from mailhub import http_metrics
 
@@ -27,6 +28,8 @@ urlpatterns = [
     path("api/v1/", include("webhooks.urls")),
     # Relays' tracking webhooks (SES, SendGrid, ...), those MAILHUB_ESP_WEBHOOKS enables.
     path("esp/", include("api.esp_webhooks")),
+    # RFC 8058 one-click unsubscribe links in mail: short, outside /api/ (an HTML page, no key).
+    path("u/<str:token>", unsubscribe.one_click, name="unsubscribe"),
 ]
 
 # Under /api/ every error is a problem (application/problem+json), even one no view raised.

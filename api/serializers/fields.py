@@ -194,6 +194,17 @@ class AddressField(CharField):
         return Recipient(address=address, name=name)
 
 
+class JsonBooleanField(serializers.BooleanField):
+    """A JSON ``true`` or ``false`` (or ``null`` where allowed), not DRF's "yes", "on" or 1."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid")
+
+
 class HeadersField(serializers.DictField):
     child = CharField(max_length=998, allow_blank=True, trim_whitespace=False)
 

@@ -34,6 +34,7 @@ from api.serializers.fields import (
     CharField,
     ContextField,
     HeadersField,
+    JsonBooleanField,
     MetadataField,
     StrictSerializer,
     SubjectField,
@@ -48,6 +49,7 @@ from deliveries import conf
 from deliveries.header_text import header_text_problem
 from deliveries.mime import attachment_headers, header_field, unstructured_may_misfold
 from deliveries.models import Delivery, Priority, Suppression, Template
+from deliveries.parcels import LIST_UNSUBSCRIBE_HEADERS
 from deliveries.selectors import templates_by_name
 from deliveries.services import AttachmentDraft, MessageDraft, Recipient
 from deliveries.templating import TemplateProblem, template_render
@@ -175,6 +177,13 @@ class MessageCreateSerializer(StrictSerializer):
     html = BodyField(help_text="HTML body; at most MAILHUB_MAX_BODY_BYTES (1 MiB) UTF-8.")
     headers = HeadersField(required=False, default=dict)
     priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
+    unsubscribe = JsonBooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="One-click unsubscribe links (RFC 8058 List-Unsubscribe headers) in each "
+        "recipient's copy: true, false, or null (the default): on for `low` priority only.",
+    )
     send_at = serializers.DateTimeField(
         required=False,
         allow_null=True,
@@ -304,6 +313,17 @@ class MessageCreateSerializer(StrictSerializer):
                     ]
                 },
                 code="max_length",
+            )
+        custom = map(str.lower, attrs["headers"])
+        if attrs["unsubscribe"] and LIST_UNSUBSCRIBE_HEADERS.intersection(custom):
+            raise serializers.ValidationError(
+                {
+                    "unsubscribe": [
+                        "Mailhub writes the List-Unsubscribe headers of a message with "
+                        "`unsubscribe: true`: leave them out of `headers`."
+                    ]
+                },
+                code="invalid",
             )
         if attrs["template"]:
             return self._validate_template(attrs)
@@ -513,6 +533,7 @@ def draft_from(data: dict) -> MessageDraft:
             for part in data.get("attachments", [])
         ],
         template_name=data.get("template", ""),
+        unsubscribe=data.get("unsubscribe"),
     )
 
 

@@ -1,8 +1,9 @@
 """Writes: every one in the engine is here. Import services from this package; the modules below
 group them by subject: accepting mail (``accept``, its SQL in ``storing``), sending it
 (``sending``), moving deliveries through the state machine (``transitions``), bounces and
-complaints reported after delivery, suppressions, templates, what operators do (``operator``),
-and retention with the history partitions it drops (``retention``)."""
+complaints reported after delivery, one-click unsubscribes, suppressions, templates, what
+operators do (``operator``), and retention with the history partitions it drops
+(``retention``)."""
 
 from deliveries.services.accept import (
     AttachmentDraft,
@@ -56,6 +57,7 @@ from deliveries.services.transitions import (
     message_cancel,
     messages_refresh_status,
 )
+from deliveries.services.unsubscribes import delivery_unsubscribe
 
 __all__ = [
     "CANCELLABLE",
@@ -85,6 +87,7 @@ __all__ = [
     "deliveries_transition",
     "delivery_mark_lost",
     "delivery_transition",
+    "delivery_unsubscribe",
     "history_partitions_ensure",
     "history_purge",
     "history_purged",

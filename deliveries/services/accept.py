@@ -60,6 +60,7 @@ class MessageDraft:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     attachments: Sequence[AttachmentDraft] = ()
     template_name: str = ""
+    unsubscribe: bool | None = None  # one-click unsubscribe links; None: for `low` priority
 
 
 def message_accept(*, client: Client, draft: MessageDraft, test_mode: bool = False) -> Message:
@@ -208,7 +209,7 @@ def _new_message(
         make_message_id(unique=message_uuid.hex, sender_address=address),
         now, draft.send_at,
         starts_at + conf.message_lifetime(),  # the lifetime runs from the first chance to send
-        test_mode,
+        test_mode, draft.unsubscribe,
     )  # fmt: skip
     return Message.from_db(connection.alias, MESSAGE_COLUMNS, columns)
 

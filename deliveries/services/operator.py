@@ -212,4 +212,5 @@ def _draft_copy_of(message: Message) -> MessageDraft:
             for a in message.attachments.all()
         ],
         template_name=message.template_name,
+        unsubscribe=message.unsubscribe,
     )

@@ -1,5 +1,6 @@
 """Delivering: claim a batch of messages' queued deliveries, send each message in one SMTP
-transaction over the worker's reused connection, record every recipient's outcome.
+transaction (one per delivery with VERP envelope senders) over the worker's reused connection,
+record every recipient's outcome.
 
 Test-mode mail (``Message.test_mode``) takes the same path with one difference: its envelope
 goes to a ``simulator.Simulator`` instead of the transport, chosen per message, so a task of
@@ -37,6 +38,7 @@ from deliveries.bulk import update_from_values
 from deliveries.limits import admissible, limit_for
 from deliveries.mime import build_mime
 from deliveries.models import Attachment, Attempt, Delivery, Message, Suppression
+from deliveries.parcels import parcels, wants_unsubscribe
 from deliveries.partitions import since
 from deliveries.policy import (
     Decision,
@@ -62,6 +64,7 @@ from deliveries.services.transitions import (
 )
 from deliveries.smtp import Envelope, Transport
 from deliveries.states import ATTEMPT_OUTCOME_OF_STATUS, AttemptOutcome, DeliveryStatus
+from domains.signing import Signer, from_domain, signers_for
 from mailhub.logs import log_context
 
 logger = logging.getLogger(__name__)
@@ -99,6 +102,8 @@ _MESSAGE_COLUMNS = (
     "created_at",
     "expires_at",
     "test_mode",
+    "priority",
+    "unsubscribe",
 )
 # Identifiers come from code; the ids travel as a parameter.
 _CLAIM_SQL = f"""
@@ -541,11 +546,20 @@ def _send_each(
     claims: Sequence[Claim], transport: Transport
 ) -> tuple[dict[int, SmtpReply], dict[UUID, int], dict[int, str]]:
     """Send each claimed message; return the replies, the durations and why deliveries were
-    not sent at all (see ``attempts_record``)."""
+    not sent at all (see ``attempts_record``).
+
+    A message is one SMTP transaction, or one per delivery when each has its own envelope
+    sender or its own unsubscribe link, signed with its From domain's DKIM key if it has one
+    (``deliveries.parcels``).
+    Once the relay fails a transaction before any recipient is named, every live transaction
+    after it gets the same reply without being tried."""
     # The transport stops a little before the lease ends (every SMTP command is bounded by what
     # is left), so the dispatcher never takes back a delivery whose attempt is still running.
     lease = conf.lease().total_seconds()
     deadline = time.monotonic() + lease - min(10.0, lease / 10)
+    bounce_domain = conf.bounce_domain()
+    public_url = conf.public_url()
+    signers = _signers(claims)
     replies: dict[int, SmtpReply] = {}
     durations: dict[UUID, int] = {}
     unsendable: dict[int, str] = {}
@@ -574,23 +588,49 @@ def _send_each(
                     sendable.append(delivery)
             if not sendable:
                 continue
-            envelope = Envelope(
-                sender=sender,
-                recipients=[delivery.address for delivery in sendable],
-                content=content,
-            )
             sender_of = (
                 simulator.Simulator(attempts={d.address: d.attempts for d in sendable})
                 if simulated
                 else transport
             )
             message_started = time.monotonic()
-            message_replies = _send_one(sendable, envelope, sender_of, deadline=deadline)
+            for parcel in parcels(
+                sendable,
+                sender=sender,
+                content=content,
+                bounce_domain=bounce_domain,
+                signer=signers.get((claim.message.client_id, from_domain(sender))),
+                unsubscribe_base=public_url if wants_unsubscribe(claim.message) else "",
+            ):
+                if relay_failure is not None and not simulated:
+                    replies.update({delivery.id: relay_failure for delivery in parcel.deliveries})
+                    continue
+                parcel_replies = _send_one(
+                    parcel.deliveries, parcel.envelope, sender_of, deadline=deadline
+                )
+                replies.update(parcel_replies)
+                if not simulated and all(map(is_relay_fault, parcel_replies.values())):
+                    relay_failure = next(iter(parcel_replies.values()))
             durations[claim.message.id] = int((time.monotonic() - message_started) * 1000)
-        replies.update(message_replies)
-        if not simulated and all(is_relay_fault(reply) for reply in message_replies.values()):
-            relay_failure = next(iter(message_replies.values()))
     return replies, durations, unsendable
+
+
+def _signers(claims: Sequence[Claim]) -> dict[tuple[int, str], Signer]:
+    """The DKIM signer of each live message's (client, From domain), found in one query. Test
+    mail reaches no one, so it is not signed. Should the lookup fail, the task's mail goes out
+    unsigned rather than not at all."""
+    wanted = {
+        (claim.message.client_id, from_domain(parseaddr(claim.message.sender)[1]))
+        for claim in claims
+        if not claim.message.test_mode
+    }
+    try:
+        return signers_for(wanted)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:
+        logger.exception("finding the DKIM keys failed: this task's mail goes out unsigned")
+        return {}
 
 
 def _about(claim: Claim) -> AbstractContextManager[None]:

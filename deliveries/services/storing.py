@@ -62,7 +62,7 @@ class DeliveryRow(NamedTuple):
 MESSAGE_COLUMNS = (
     "id", "client_id", "sender", "reply_to", "subject", "text_body", "html_body", "headers",
     "priority", "status", "tags", "metadata", "template_name", "message_id", "created_at",
-    "send_at", "expires_at", "test_mode",
+    "send_at", "expires_at", "test_mode", "unsubscribe",
 )  # fmt: skip
 ATTACHMENT_COLUMNS = ("message_id", "filename", "content_type", "content", "content_id", "size")
 
@@ -107,7 +107,7 @@ def accepted_store(
         (str(m.id), client.id, m.sender, json.dumps(m.reply_to), m.subject, m.text_body,
          m.html_body, json.dumps(m.headers), m.priority, m.status, m.tags,
          json.dumps(m.metadata), m.template_name, m.message_id, m.created_at, m.send_at,
-         m.expires_at, m.test_mode)
+         m.expires_at, m.test_mode, m.unsubscribe)
         for m in messages
     ]  # fmt: skip
     # One accept is of one mode (its key's), so the events' flag is one value.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,30 @@ def worker_env(sink: SmtpSink, **overrides: str) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         **overrides,
     }
+
+
+@contextmanager
+def one_worker(
+    name: str, queues: list[str], **overrides: str
+) -> Iterator[tuple[SmtpSink, WorkerProcess]]:
+    """A sink and one worker (with beat) taking ``queues``, ``overrides`` in its environment,
+    for a test module whose worker must differ from ``mail_stack``'s."""
+    sink = SmtpSink().start()
+    worker = WorkerProcess(
+        name,
+        queues,
+        env=worker_env(sink, **overrides),
+        log_dir=worker_log_dir(),
+        concurrency=1,
+        beat=True,
+    )
+    try:
+        worker.start()
+        yield sink, worker
+    finally:
+        worker.stop()
+        sink.stop()
+        delete_queues(settings.MAILHUB_QUEUE_PREFIX)
 
 
 @pytest.fixture(scope="module")

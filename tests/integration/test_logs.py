@@ -14,9 +14,9 @@ from django.conf import settings
 
 from deliveries.models import Attempt
 from tests.builders import message_payload
-from tests.integration.conftest import wait_until, wait_until_final, worker_env, worker_log_dir
+from tests.integration.conftest import one_worker, wait_until, wait_until_final
 from tests.support.sink import SmtpSink
-from tests.support.workers import WorkerProcess, delete_queues
+from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -26,29 +26,16 @@ TEXT_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ", re.MU
 
 @pytest.fixture(scope="module")
 def json_worker(django_db_setup, django_db_blocker) -> Iterator[tuple[SmtpSink, WorkerProcess]]:
-    sink = SmtpSink().start()
-    env = worker_env(sink, MAILHUB_LOG_FORMAT="json", MAILHUB_WEBHOOK_INTERVAL_SECONDS="0.5")
-    queues = settings.MAILHUB_QUEUES
-    worker = WorkerProcess(
-        "json-logs",
-        [
-            *queues.values(),
-            settings.MAILHUB_DISPATCH_QUEUE,
-            settings.MAILHUB_WEBHOOK_QUEUE,
-            settings.MAILHUB_WEBHOOK_TICK_QUEUE,
-        ],
-        env=env,
-        log_dir=worker_log_dir(),
-        concurrency=1,
-        beat=True,
-    )
-    try:
-        worker.start()
-        yield sink, worker
-    finally:
-        worker.stop()
-        sink.stop()
-        delete_queues(settings.MAILHUB_QUEUE_PREFIX)
+    queues = [
+        *settings.MAILHUB_QUEUES.values(),
+        settings.MAILHUB_DISPATCH_QUEUE,
+        settings.MAILHUB_WEBHOOK_QUEUE,
+        settings.MAILHUB_WEBHOOK_TICK_QUEUE,
+    ]
+    with one_worker(
+        "json-logs", queues, MAILHUB_LOG_FORMAT="json", MAILHUB_WEBHOOK_INTERVAL_SECONDS="0.5"
+    ) as stack:
+        yield stack
 
 
 def records(worker: WorkerProcess) -> list[dict]:

@@ -26,6 +26,7 @@ from deliveries.services import (
 )
 from deliveries.smtp import Envelope
 from deliveries.states import DeliveryStatus, MessageStatus, message_status_for, message_status_sql
+from deliveries.tokens import delivery_of_verp_address
 
 pytestmark = pytest.mark.integration
 S = DeliveryStatus
@@ -201,3 +202,47 @@ def test_a_domain_rate_limit_admits_only_what_is_left_of_the_minute(acme, settin
     assert len(claim.recipients) == 3  # all of them still go in the headers
     assert deliveries_claim(message_ids=[message.id], task_id="t2", worker="w") == []
     assert Delivery.objects.filter(message=message, status=S.QUEUED).count() == 1
+
+
+# -- VERP: one transaction per delivery, each with its own envelope sender ----------------------
+
+BOUNCE_DOMAIN = "bounces.mailhub.test"
+
+
+class UnreachableRelay(RecordingTransport):
+    def send(self, envelope: Envelope, *, deadline: float) -> dict[str, SmtpReply]:
+        self.sent.append(envelope)
+        reply = SmtpReply(None, "cannot connect to relay.test:25", Stage.CONNECT, "relay.test")
+        return dict.fromkeys(envelope.recipients, reply)
+
+
+def test_with_a_bounce_domain_each_delivery_is_its_own_transaction_from_its_verp_address(
+    acme, settings
+):
+    settings.MAILHUB_BOUNCE_DOMAIN = BOUNCE_DOMAIN
+    message = accept(acme.client, Recipient("ann@example.com"), Recipient("bob@example.com"))
+    transport = RecordingTransport()
+
+    deliveries_send(message_ids=[message.id], task_id="t", worker="w", transport=transport)
+
+    by_recipient = {tuple(envelope.recipients): envelope for envelope in transport.sent}
+    assert set(by_recipient) == {("ann@example.com",), ("bob@example.com",)}
+    for delivery in message.deliveries.all():
+        envelope = by_recipient[(delivery.address,)]
+        assert delivery_of_verp_address(envelope.sender, bounce_domain=BOUNCE_DOMAIN) == delivery.id
+    assert transport.sent[0].content == transport.sent[1].content  # the same bytes to each
+    assert statuses(message) == [S.DELIVERED] * 2
+    assert Attempt.objects.filter(delivery__message=message, duration_ms__isnull=False).count() == 2
+
+
+def test_with_a_bounce_domain_an_unreachable_relay_is_tried_once_for_the_whole_task(acme, settings):
+    settings.MAILHUB_BOUNCE_DOMAIN = BOUNCE_DOMAIN
+    first = accept(acme.client, Recipient("ann@example.com"), Recipient("bob@example.com"))
+    second = accept(acme.client, Recipient("cy@example.com"))
+    transport = UnreachableRelay()
+
+    deliveries_send(message_ids=[first.id, second.id], task_id="t", worker="w", transport=transport)
+
+    assert len(transport.sent) == 1
+    assert statuses(first) == [S.DEFERRED] * 2
+    assert statuses(second) == [S.DEFERRED]

@@ -241,6 +241,7 @@ def test_message_fields_leave_out_what_is_not_given_and_encode_attachments_and_t
         html=None,
         headers=None,
         priority="high",
+        unsubscribe=False,
         send_at=datetime(2026, 1, 1, 12, tzinfo=UTC),
         tags=("a",),
         metadata=None,
@@ -256,6 +257,7 @@ def test_message_fields_leave_out_what_is_not_given_and_encode_attachments_and_t
         "subject": "Hi",
         "text": "Hello",
         "priority": "high",
+        "unsubscribe": False,
         "send_at": "2026-01-01T12:00:00+00:00",
         "tags": ["a"],
         "attachments": [

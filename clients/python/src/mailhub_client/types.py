@@ -44,9 +44,11 @@ EventType = Literal[
     "suppressed",
     "cancelled",
     "complained",
+    "unsubscribed",
 ]
 """``complained``: the recipient reported delivered mail as spam; the delivery stays
-``delivered``, and the address is suppressed (``complaint``)."""
+``delivered``, and the address is suppressed (``complaint``). ``unsubscribed``: the recipient
+used the mail's one-click unsubscribe link; the address is suppressed (``unsubscribe``)."""
 AttemptOutcome = Literal["pending", "delivered", "deferred", "bounced", "failed", "lost"]
 Priority = Literal["high", "normal", "low"]
 SuppressionReason = Literal["manual", "unsubscribe", "complaint", "hard_bounce"]
@@ -111,6 +113,7 @@ MessageRequest = TypedDict(
         "html": str,
         "headers": Mapping[str, str],
         "priority": Priority,
+        "unsubscribe": bool | None,
         "send_at": Any,  # an ISO 8601 string or a datetime
         "tags": Sequence[str],
         "metadata": Mapping[str, Any],
