@@ -109,7 +109,8 @@ class Signer:
 # (OpenSSL). PKCS#1 v1.5 signatures are deterministic: the bytes are the same, a unit test
 # holds them equal, only faster. Everything else (canonicalization, the header) stays dkimpy's.
 
-_PREHASHED = {"sha256": Prehashed(hashes.SHA256()), "sha1": Prehashed(hashes.SHA1())}  # noqa: S303
+#: The hashes Mailhub signs with (rsa-sha256); any other takes dkimpy's own way.
+_PREHASHED = {"sha256": Prehashed(hashes.SHA256())}
 _openssl_keys: dict[int, rsa.RSAPrivateKey] = {}  # modulus -> the same key, as OpenSSL's
 _pure_python_rsa_sign = dkim.RSASSA_PKCS1_v1_5_sign
 
@@ -135,7 +136,7 @@ def _openssl_rsa_key(key: dict[str, int]) -> rsa.RSAPrivateKey:
 def rsa_pkcs1v15_sign(hash_object: Any, key: dict[str, int]) -> bytes:
     """``dkim.crypto.RSASSA_PKCS1_v1_5_sign``, through OpenSSL."""
     prehashed = _PREHASHED.get(hash_object.name)
-    if prehashed is None:  # a hash OpenSSL's side is not given here: dkimpy's own way
+    if prehashed is None:
         signature: bytes = _pure_python_rsa_sign(hash_object, key)
         return signature
     return _openssl_rsa_key(key).sign(hash_object.digest(), padding.PKCS1v15(), prehashed)
