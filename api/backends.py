@@ -7,7 +7,8 @@ validator it shares with the REST API.
 ``EmailMultiAlternatives`` become queued Mailhub messages of the client named by
 ``MAILHUB_EMAIL_BACKEND_CLIENT``. The priority comes from an ``X-Mailhub-Priority:
 high|normal|low`` header, else from ``MAILHUB_EMAIL_BACKEND_PRIORITY``; an ``X-Mailhub-Tags: a,
-b`` header sets tags.
+b`` header sets tags; ``X-Mailhub-Unsubscribe: yes|no`` turns one-click unsubscribe links on or
+off (without it: on for `low` priority, as in the API).
 
 Everything but the attachments is validated by the REST API's serializer, exactly as the API
 validates it. Attachments are held to the API's limits (``MAILHUB_MAX_ATTACHMENTS``, and
@@ -51,6 +52,16 @@ logger = logging.getLogger(__name__)
 
 PRIORITY_HEADER = "x-mailhub-priority"
 TAGS_HEADER = "x-mailhub-tags"
+UNSUBSCRIBE_HEADER = "x-mailhub-unsubscribe"
+#: What X-Mailhub-Unsubscribe may say; anything else is refused (the API's field is a boolean).
+_UNSUBSCRIBE_VALUES = {
+    "yes": True,
+    "true": True,
+    "1": True,
+    "no": False,
+    "false": False,
+    "0": False,
+}
 
 
 class InvalidEmail(ValueError):
@@ -100,6 +111,7 @@ class EmailValidator:
             "headers": {},
             "tags": [],
             "priority": settings.MAILHUB_EMAIL_BACKEND_PRIORITY,
+            "unsubscribe": None,
         }
         self._validator = MessageValidator(self._defaults)
 
@@ -118,6 +130,15 @@ def email_to_draft(email: EmailMessage, *, validator: EmailValidator | None = No
     lowered = {name.lower(): name for name in headers}
     priority = headers.pop(lowered.get(PRIORITY_HEADER, ""), None)
     tags = headers.pop(lowered.get(TAGS_HEADER, ""), "")
+    unsubscribe_header = headers.pop(lowered.get(UNSUBSCRIBE_HEADER, ""), None)
+    unsubscribe = None
+    if unsubscribe_header is not None:
+        unsubscribe = _UNSUBSCRIBE_VALUES.get(unsubscribe_header.strip().lower())
+        if unsubscribe is None:
+            raise InvalidEmail(
+                f"Mailhub cannot send {email.subject!r}: X-Mailhub-Unsubscribe is yes or no, "
+                f"not {unsubscribe_header[:50]!r}"
+            )
     sender = headers.pop(lowered.get("from", ""), None) or email.from_email
     reply_to = list(email.reply_to) or _addresses(headers.pop(lowered.get("reply-to", ""), ""))
     # Mailhub writes To, Cc, Date and Message-ID itself (one Message-ID for every attempt) from
@@ -141,6 +162,7 @@ def email_to_draft(email: EmailMessage, *, validator: EmailValidator | None = No
         "headers": headers,
         "priority": (priority or settings.MAILHUB_EMAIL_BACKEND_PRIORITY).strip().lower(),
         "tags": [tag.strip() for tag in tags.split(",") if tag.strip()],
+        "unsubscribe": unsubscribe,
     }
     try:
         draft = (validator or EmailValidator()).draft(payload)

@@ -219,3 +219,29 @@ def test_a_call_of_many_messages_validates_each_as_it_would_be_validated_alone(e
             "Hi", "Body", sender, ["ann@example.com"], cc=cc, reply_to=reply_to, headers=headers
         )
         assert _outcome(email, shared) == _outcome(email)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"), [(None, None), ("yes", True), ("No", False), (" true ", True)]
+)
+def test_the_unsubscribe_header_sets_one_click_unsubscribe_and_is_not_sent(header, expected):
+    headers = {} if header is None else {"X-Mailhub-Unsubscribe": header}
+    email = EmailMessage("Hi", "Body", "shop@shop.test", ["ann@example.com"], headers=headers)
+
+    draft = email_to_draft(email)
+
+    assert draft.unsubscribe is expected
+    assert "X-Mailhub-Unsubscribe" not in draft.headers
+
+
+@pytest.mark.parametrize("header", ["maybe", "", "yes\r\nBcc: x@evil.test", "\x00"])
+def test_an_unsubscribe_header_that_is_not_yes_or_no_is_refused(header):
+    email = EmailMessage(
+        "Hi",
+        "Body",
+        "shop@shop.test",
+        ["ann@example.com"],
+        headers={"X-Mailhub-Unsubscribe": header},
+    )
+    with pytest.raises(InvalidEmail, match="X-Mailhub-Unsubscribe"):
+        email_to_draft(email)
