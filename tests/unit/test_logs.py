@@ -226,6 +226,7 @@ def test_the_ticks_are_the_tasks_of_the_beat_schedule():
         "deliveries.tasks.dispatch_due",
         "webhooks.tasks.tick",
         "domains.tasks.reverify_due",
+        "deliveries.tasks.history_partitions",
     }
     assert ticks == {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
 
