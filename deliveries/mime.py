@@ -143,8 +143,9 @@ def address_field(name: str, value: str, *, names: Iterable[str]) -> bytes:
 
     The library re-parses display names and can write one back unquoted with its specials (a
     non-ASCII word followed by ``<>``): a reader would then see other addresses than the ones
-    Mailhub sends to. Where one of the display names (``names``) could trip it, the header is
-    read back and compared (a third of a millisecond, so not for every non-ASCII name).
+    Mailhub sends to, or the same addresses under other names. Where one of the display names
+    (``names``) could trip it, the header is read back and compared, addresses and the words of
+    their names (a third of a millisecond, so not for every non-ASCII name).
     """
     folded = header_field(name, value)
     if any(map(display_name_may_misfold, names)):
@@ -154,7 +155,9 @@ def address_field(name: str, value: str, *, names: Iterable[str]) -> bytes:
         except Exception:  # the library fails to read some garbage with more than ValueError
             same = False
         if not same:
-            raise HeaderTextError(f"the {name} header would not read back as the same addresses")
+            raise HeaderTextError(
+                f"the {name} header would not read back as the same addresses and names"
+            )
     return folded
 
 
@@ -181,11 +184,13 @@ def _sender_name(sender: str) -> str:
     return name if "=?" not in name else min(_readings(name), key=lambda text: "=?" in text)
 
 
-def _mailboxes(header: object) -> list[tuple[bool, str]]:
-    """Each address, and whether it stands in a group (a display name with a colon written
-    unquoted turns into one: "Name: ann@example.com;")."""
+def _mailboxes(header: object) -> list[tuple[bool, str, tuple[str, ...]]]:
+    """Each address, whether it stands in a group (a display name with a colon written
+    unquoted turns into one: "Name: ann@example.com;"), and the words of its display name (a
+    comma written outside an encoded word is read as an empty address before the name, and the
+    name loses it)."""
     return [
-        (group.display_name is not None, address.addr_spec)
+        (group.display_name is not None, address.addr_spec, tuple(address.display_name.split()))
         for group in getattr(header, "groups", ())
         for address in group.addresses
     ]
