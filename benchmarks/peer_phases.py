@@ -1,6 +1,6 @@
 """The peer comparison (issue 15): Mailhub and django-post-office, the same N messages into
 the same sink, one phase after the other, each waiting until the mail of the one before is
-delivered. A round is five phases:
+delivered. A round is six phases:
 
 1. ``drain``, Mailhub: every worker process stopped (SIGSTOP), N messages through the Django
    email backend (``api.backends.MailhubBackend``) in calls of 100 — the *enqueue rate* —;
@@ -11,13 +11,16 @@ delivered. A round is five phases:
    last arrival;
 4. ``send_many``, post_office: the same through ``send_many`` and its Celery delivery;
 5. ``batch``, Mailhub: N through ``POST /api/v1/messages/batch`` (500 per request, as the rest
-   of the benchmark sends batches), first request to last arrival.
+   of the benchmark sends batches), first request to last arrival;
+6. ``signed``, Mailhub: the drain of 1. again with every message DKIM-signed (the bench domain's
+   rsa-sha256 key active). post_office signs nothing, so phases 1-5 send the same unsigned
+   mail from both; this one shows what signing costs.
 
 CPU is counted from ``/proc`` between the start and the end of each phase (for a drain, from the
 resume), per group: the worker processes (Mailhub: every pool and beat; post_office: its worker,
 pool and beat) and the Postgres backends of the system's own database; the enqueueing
 process's own CPU comes from ``getrusage`` in that process. Rounds after the first repeat the
-five phases; the table shows each figure's median.
+six phases; the table shows each figure's median.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class PeerComparison:
             figures["backend"] = {MAILHUB: self.mailhub_backend(f"mhbackend{number}")}
             figures["send_many"] = {PEER: self.post_office_send_many(f"posendmany{number}")}
             figures["batch"] = {MAILHUB: self.mailhub_batch(f"mhbatch{number}")}
+            figures["signed"] = {MAILHUB: self.mailhub_signed_drain(f"mhsigned{number}")}
             self.rounds.append(figures)
         self.seconds = time.monotonic() - began
 
@@ -198,6 +202,11 @@ class PeerComparison:
     def mailhub_drain(self, phase: str) -> dict:
         say(f"{phase}: Mailhub's workers stopped; {self.count:,} through the email backend")
         return self.drain(MAILHUB, phase, self.benchmark.workers_paused, self.enqueue_mailhub)
+
+    def mailhub_signed_drain(self, phase: str) -> dict:
+        say(f"{phase}: the drain again, every message DKIM-signed (rsa-sha256, 2048 bits)")
+        with self.benchmark.stack.dkim_signed():
+            return self.mailhub_drain(phase)
 
     def post_office_drain(self, phase: str) -> dict:
         say(f"{phase}: post_office's worker stopped; {self.count:,} through send_many")

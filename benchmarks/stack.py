@@ -157,8 +157,28 @@ class Stack:
         if not client.sending_domains.filter(domain=DOMAIN, verified_locally=True).exists():
             domain = domain_create(client=client, domain=DOMAIN)
             domain_mark_verified_locally(domain_id=domain.id)
+            self._set_dkim_signing(on=False)
         _, secret = api_key_create(client=client)
         return secret
+
+    @contextlib.contextmanager
+    def dkim_signed(self):
+        """The bench domain's mail DKIM-signed (its rsa-sha256 key active) while the block runs.
+        Outside it the key is retired: django-post-office signs nothing, so the comparison and
+        the other phases send the same unsigned mail, and one phase measures what signing
+        costs."""
+        self._set_dkim_signing(on=True)
+        try:
+            yield
+        finally:
+            self._set_dkim_signing(on=False)
+
+    def _set_dkim_signing(self, *, on: bool) -> None:
+        from domains.models import DkimKey
+
+        DkimKey.objects.filter(domain__domain=DOMAIN, domain__client__name="bench").update(
+            state=DkimKey.State.ACTIVE if on else DkimKey.State.RETIRED
+        )
 
     # -- what is running --------------------------------------------------------------------
 

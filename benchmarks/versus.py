@@ -79,6 +79,18 @@ COMPARISONS = (
         ("send_many", "cpu_ms_per_msg"),
     ),
     Comparison(
+        "drain rate, Mailhub DKIM-signing every message (post_office signs none)",
+        "msgs/s",
+        ("signed", "rate"),
+        ("drain", "rate"),
+    ),
+    Comparison(
+        "CPU per delivered msg, workers + Postgres: that signed drain / drain",
+        "ms/msg",
+        ("signed", "cpu_ms_per_msg"),
+        ("drain", "cpu_ms_per_msg"),
+    ),
+    Comparison(
         "enqueue rate while delivering: email backend / send_many",
         "msgs/s",
         ("backend", "enqueue_rate"),

@@ -331,8 +331,10 @@ MAILHUB_DISPATCH_INTERVAL_SECONDS = env_float("MAILHUB_DISPATCH_INTERVAL_SECONDS
 MAILHUB_DISPATCH_BATCH = env_int("MAILHUB_DISPATCH_BATCH", 1000, minimum=1)
 # Messages per delivery task: claimed, sent over one connection and recorded together. Larger
 # batches cost fewer transactions per message; a worker that dies mid-batch may send the
-# messages already sent in it again (the duplicate window), so keep it modest.
-MAILHUB_TASK_BATCH_SIZE = env_int("MAILHUB_TASK_BATCH_SIZE", 20, minimum=1)
+# messages already sent in it again (the duplicate window), so keep it modest. 50: the drain of a
+# backlog measured 24 % faster and 20 % cheaper in CPU than at 20, and as fast as at 100 (README
+# "Measured"); a task of 50 leaves a relay ~5.8 s per message within the lease.
+MAILHUB_TASK_BATCH_SIZE = env_int("MAILHUB_TASK_BATCH_SIZE", 50, minimum=1)
 
 # --- Input limits -------------------------------------------------------------------------------
 MAILHUB_MAX_RECIPIENTS = env_int("MAILHUB_MAX_RECIPIENTS", 50, minimum=1)
