@@ -16,6 +16,17 @@ class Client(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # True while the client may have an enabled webhook endpoint; kept so by ``webhooks.services``
+    # in the transaction that creates, enables, disables or deletes one. The engine writes the
+    # events of a client without one already fanned out: nobody would be told of them, and the
+    # fan-out's later update of each event row is the largest cost it can skip. Wrong only ever
+    # on the safe side (True with no endpoint left: the fan-out does what it always did).
+    wants_events = models.BooleanField(
+        default=False,
+        db_default=False,
+        editable=False,
+        help_text="Has a webhook endpoint that may want its events (kept by webhooks).",
+    )
 
     class Meta:
         db_table = "api_client"

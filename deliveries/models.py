@@ -281,8 +281,9 @@ class Event(models.Model):
     reply = models.TextField(blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
-    # Set once the webhook fan-out has handed the event to every endpoint that wants it. A flag,
-    # not a high-water mark: ids and times are not in commit order, a flag misses nothing.
+    # Set once the webhook fan-out has handed the event to every endpoint that wants it, or when
+    # written, for a client with no endpoint (`Client.wants_events`). A flag, not a high-water
+    # mark: ids and times are not in commit order, a flag misses nothing.
     fanned_out = models.BooleanField(default=False)
     # Its message's `test_mode`, copied when the event is written, so that the event log lists a
     # mode's events through an index of its own (as `message_client_test_created` does).

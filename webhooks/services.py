@@ -1,7 +1,9 @@
 """Writes: webhook endpoints, the fan-out of events, and sending them.
 
 How an event reaches an endpoint:
-1. ``deliveries.services`` writes the ``Event`` in the transaction of the change it reports.
+1. ``deliveries.services`` writes the ``Event`` in the transaction of the change it reports;
+   already fanned out if its client has no enabled endpoint (``Client.wants_events``, which the
+   endpoint services below keep), as then there is nobody to tell.
 2. ``events_fan_out`` (each tick) reads events not yet fanned out, writes one ``Notification``
    per endpoint that wants each, and marks the events fanned out: one transaction, so an event
    is handed on exactly once and never lost.
@@ -84,14 +86,17 @@ def endpoint_create(
     url = url.strip()
     url_check(url, policy=conf.url_policy())
     secret = secret_generate()
-    endpoint = Endpoint.objects.create(
-        client=client,
-        url=url,
-        event_types=_event_types(event_types),
-        description=description,
-        secret=secret,
-        enabled=enabled,
-    )
+    with transaction.atomic():
+        endpoint = Endpoint.objects.create(
+            client=client,
+            url=url,
+            event_types=_event_types(event_types),
+            description=description,
+            secret=secret,
+            enabled=enabled,
+        )
+        if enabled:
+            _client_wants_events(client_id=client.id)
     return endpoint, secret
 
 
@@ -141,7 +146,10 @@ def endpoint_enable(*, endpoint: Endpoint) -> bool:
         "retry_at": None,
         "updated_at": timezone.now(),
     }
-    moved = Endpoint.objects.filter(id=endpoint.id, enabled=False).update(**changes)
+    with transaction.atomic():
+        moved = Endpoint.objects.filter(id=endpoint.id, enabled=False).update(**changes)
+        if moved:
+            _client_wants_events(client_id=endpoint.client_id)
     if moved:
         for name, value in changes.items():
             setattr(endpoint, name, value)
@@ -152,7 +160,10 @@ def endpoint_disable(*, endpoint: Endpoint, reason: str) -> bool:
     """Disable an endpoint, keeping the reason for the admin; return False if it already was."""
     now = timezone.now()
     changes = {"enabled": False, "disabled_at": now, "disabled_reason": reason, "updated_at": now}
-    moved = Endpoint.objects.filter(id=endpoint.id, enabled=True).update(**changes)
+    with transaction.atomic():
+        moved = Endpoint.objects.filter(id=endpoint.id, enabled=True).update(**changes)
+        if moved:
+            _client_wants_events_recount(client_id=endpoint.client_id)
     if moved:
         for name, value in changes.items():
             setattr(endpoint, name, value)
@@ -161,7 +172,38 @@ def endpoint_disable(*, endpoint: Endpoint, reason: str) -> bool:
 
 def endpoint_delete(*, endpoint: Endpoint) -> None:
     """Delete an endpoint with what it was owed and its attempt log."""
-    endpoint.delete()
+    with transaction.atomic():
+        endpoint.delete()
+        _client_wants_events_recount(client_id=endpoint.client_id)
+
+
+# A client's `wants_events` (see ``accounts.models.Client``) is set in the transaction that
+# creates or enables an endpoint, so that every event written after it commits is fanned out. It
+# is cleared only by a recount that locks the client's row before it looks at the endpoints, in
+# a later statement: whichever of a recount and a creation takes the row second sees the other's
+# endpoint, or sets the flag after it. Both lock the endpoint first, then the client.
+
+
+def _client_wants_events(*, client_id: int) -> None:
+    # Unconditional (not `WHERE NOT wants_events`): the row lock is what orders it after a
+    # recount under way.
+    Client.objects.filter(id=client_id).update(wants_events=True)
+
+
+def _client_wants_events_recount(*, client_id: int) -> None:
+    with transaction.atomic():
+        list(Client.objects.select_for_update().filter(id=client_id).values_list("id"))
+        wants = Endpoint.objects.filter(client_id=client_id, enabled=True).exists()
+        Client.objects.filter(id=client_id).update(wants_events=wants)
+
+
+def clients_wanting_events_mark() -> int:
+    """Set `wants_events` for every client with an enabled endpoint it is not set for; return
+    how many. Each tick: an endpoint enabled some other way (the previous release while a
+    deployment migrates, a shell) is fanned out to from then on. Only ever sets the flag, so it
+    needs no lock."""
+    enabled = Endpoint.objects.filter(client_id=OuterRef("pk"), enabled=True)
+    return Client.objects.filter(Exists(enabled), wants_events=False).update(wants_events=True)
 
 
 def _event_types(event_types: list[str] | _Unset | None) -> list[str]:
@@ -181,11 +223,13 @@ class TickReport:
     events: int = 0  # events fanned out
     notifications: int = 0  # notifications written for them
     published: int = 0  # endpoints handed to a delivery task
+    clients_marked: int = 0  # clients found with an enabled endpoint but not `wants_events`
 
 
 def webhooks_tick() -> TickReport:
     """One beat tick: fan new events out, then publish every endpoint that is due."""
     report = TickReport()
+    report.clients_marked = clients_wanting_events_mark()
     limit = conf.fanout_batch()
     # A burst is caught up in several short transactions, for at most one interval: the next
     # tick goes on from there, and endpoints are not kept waiting for the whole burst.

@@ -70,13 +70,14 @@ _EVENT_TYPE = " ".join(
     f"WHEN '{status}' THEN '{event}'" for status, event in EVENT_OF_CREATION.items()
 )
 # Each new delivery's event, from the rows of `delivery` (a WITH query the caller provides). The
-# columns are all of deliveries_event's; the constants are its model's defaults.
+# columns are all of deliveries_event's; the constants are its model's defaults. Written already
+# fanned out when the client has no webhook endpoint to tell (`Client.wants_events`).
 _EVENTS_FROM_DELIVERIES = f"""
 INSERT INTO deliveries_event (id, client_id, message_id, delivery_id, type, recipient, attempt,
     smtp_code, enhanced_code, reply, next_attempt_at, created_at, fanned_out, test_mode)
 SELECT gen_random_uuid(), %(client)s, message_id, id, CASE status {_EVENT_TYPE} END, address, 0,
     NULL, '', last_reply, CASE WHEN status = '{S.SCHEDULED}' THEN next_attempt_at END, %(now)s,
-    false, %(test_mode)s
+    NOT (SELECT wants_events FROM {Client._meta.db_table} WHERE id = %(client)s), %(test_mode)s
 FROM delivery
 """  # noqa: S608 - built from the constants above only
 _DELIVERY_COLUMNS_FOR_EVENTS = "id, message_id, address, status, last_reply, next_attempt_at"

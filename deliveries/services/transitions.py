@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 from psycopg2.extras import execute_values
 
+from accounts.models import Client
 from deliveries.models import Delivery, Event, Message
 from deliveries.policy import Decision, SmtpReply
 from deliveries.states import (
@@ -214,8 +215,9 @@ class Outcome:
 
 
 # `attempts = v.attempts` sets nothing new: it is the fencing condition. The events are written
-# by the same statement, for exactly the rows it moved.
-_SETTLE_SQL = """
+# by the same statement, for exactly the rows it moved; already fanned out when their client has
+# no webhook endpoint to tell (`Client.wants_events`).
+_SETTLE_SQL = f"""
 WITH v (id, attempts, relay_failures, status, next_attempt_at, last_code, last_enhanced_code,
         last_reply, delivered_at, updated_at, client_id, event_type, test_mode,
         relay_message_id) AS (VALUES %s),
@@ -234,10 +236,10 @@ INSERT INTO deliveries_event (id, client_id, message_id, delivery_id, type, reci
     smtp_code, enhanced_code, reply, next_attempt_at, created_at, fanned_out, test_mode)
 SELECT gen_random_uuid(), v.client_id, moved.message_id, moved.id, v.event_type, moved.address,
     v.attempts, v.last_code, v.last_enhanced_code, v.last_reply, v.next_attempt_at,
-    v.updated_at, false, v.test_mode
-FROM moved JOIN v ON v.id = moved.id
+    v.updated_at, NOT c.wants_events, v.test_mode
+FROM moved JOIN v ON v.id = moved.id JOIN {Client._meta.db_table} c ON c.id = v.client_id
 RETURNING delivery_id
-"""
+"""  # noqa: S608 - built from constants only
 _SETTLE_VALUES = (
     "(%s::bigint, %s::integer, %s::integer, %s::varchar, %s::timestamptz, %s::smallint,"
     " %s::varchar, %s::text, %s::timestamptz, %s::timestamptz, %s::integer, %s::varchar,"

@@ -18,6 +18,7 @@ from django.utils import timezone
 from psycopg2.extensions import AsIs
 from psycopg2.extras import execute_values
 
+from accounts.models import Client
 from deliveries import bulk, conf
 from deliveries.models import Event, Message
 from deliveries.partitions import HISTORY_TABLES, Partition, partitions_of, since
@@ -223,6 +224,8 @@ def test_the_event_log_reads_by_index_and_a_cursor_skips_the_days_after_it(acme,
 
 def test_the_fan_out_marks_its_batch_in_the_partitions_of_its_days(acme, history, recorded):
     Event.objects.filter(message__in=history).update(fanned_out=True)
+    # As if acme had a webhook endpoint: its new events wait for the fan-out.
+    Client.objects.filter(id=acme.client.id).update(wants_events=True)
     message = accept(acme.client)
     recorded.clear()
 

@@ -172,6 +172,7 @@ def test_each_event_is_fanned_out_once_and_a_disabled_endpoint_is_skipped(acme, 
 
 def test_one_tick_catches_up_with_more_events_than_one_fan_out_batch(acme, settings):
     settings.MAILHUB_WEBHOOK_FANOUT_BATCH = 2
+    endpoint_create(client=acme.client, url="http://127.0.0.1:9/", event_types=["bounced"])
     accept(acme, *[f"r{i}@example.com" for i in range(5)])
 
     report = webhooks_tick()
