@@ -20,6 +20,15 @@ class CaptureHandler:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
 
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list[str]:
+        """aiosmtpd's EHLO reply with PIPELINING offered, as production relays do (aiosmtpd reads
+        commands in order however they arrive): Mailhub's workers then send MAIL, RCPT and DATA
+        in one write."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")
         name = f"{stamp}-{uuid.uuid4().hex[:8]}.eml"

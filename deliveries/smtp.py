@@ -8,20 +8,21 @@ for anything the network or the server does.
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
+import re
 import smtplib
 import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from deliveries.policy import SmtpReply, Stage, is_relay_fault
 from mailhub.env import SmtpRelay
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,18 @@ class _Abort(Exception):
         super().__init__(str(reply))
         self.reply = reply
         self.drop_connection = drop_connection
+
+
+def _data_block(content: bytes) -> bytes:
+    """The message as it follows DATA: lines starting with a dot doubled, ended by CRLF.CRLF
+    (what smtplib's ``data()`` sends)."""
+    block = _LEADING_DOT.sub(b"..", content)
+    if not block.endswith(b"\r\n"):
+        block += b"\r\n"
+    return block + b".\r\n"
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 def _decode(text: bytes | str) -> str:
@@ -112,9 +125,20 @@ class SmtpTransport:
     # -- one transaction -----------------------------------------------------------------------
 
     def _transaction(self, envelope: Envelope, replies: dict[str, SmtpReply]) -> None:
+        """One transaction. With a server that offers PIPELINING (RFC 2920) MAIL, every RCPT and
+        DATA go out in one write and their replies are read after it, two round trips per
+        message instead of three plus one per recipient; the replies mean the same either way."""
+        commands = [
+            b"MAIL FROM:<%s>\r\n" % envelope.sender.encode("ascii"),
+            *(b"RCPT TO:<%s>\r\n" % address.encode("ascii") for address in envelope.recipients),
+            b"DATA\r\n",
+        ]
+        # The addresses go out as they are: the worker sends only printable ASCII without spaces
+        # (see sending._envelope_problem), and smtplib's mail() and rcpt() would parse them
+        # again for nothing.
         conn, reused = self._connection()
         try:
-            code, text = self._command(Stage.MAIL, lambda: conn.mail(envelope.sender))
+            pipelined, (code, text) = self._start(conn, commands)
         except _Abort as abort:
             # A reused connection the server has quietly closed fails at its first command;
             # that says nothing about this message, so open a new one and start again.
@@ -122,14 +146,23 @@ class SmtpTransport:
                 raise
             self.close()
             conn, _ = self._connection()
-            code, text = self._command(Stage.MAIL, lambda: conn.mail(envelope.sender))
+            pipelined, (code, text) = self._start(conn, commands)
         self._last_used = time.monotonic()
         if code != 250:
-            raise _Abort(SmtpReply(code, _decode(text), Stage.MAIL), drop_connection=code == 421)
+            mail = SmtpReply(code, _decode(text), Stage.MAIL)
+            if code == 421:
+                raise _Abort(mail, drop_connection=True)
+            if pipelined:  # the RCPTs and DATA were sent too: read their replies
+                for _ in envelope.recipients:
+                    self._reply(conn, Stage.RCPT)
+                self._data_refused(conn)
+            raise _Abort(mail, drop_connection=False)
 
         accepted = []
-        for recipient in envelope.recipients:
-            code, text = self._command(Stage.RCPT, functools.partial(conn.rcpt, recipient))
+        for recipient, command in zip(envelope.recipients, commands[1:-1], strict=True):
+            if not pipelined:
+                self._write(conn, Stage.RCPT, command)
+            code, text = self._reply(conn, Stage.RCPT)
             if code == 421:
                 raise _Abort(SmtpReply(code, _decode(text), Stage.RCPT), drop_connection=True)
             if code in (250, 251):
@@ -137,12 +170,17 @@ class SmtpTransport:
             else:
                 replies[recipient] = SmtpReply(code, _decode(text), Stage.RCPT)
         if not accepted:
+            if pipelined:
+                self._data_refused(conn)
             self._reset()
             return
 
-        code, text = self._command(
-            Stage.DATA, lambda: conn.data(envelope.content), timeout=self.data_timeout
-        )
+        if not pipelined:
+            self._write(conn, Stage.DATA, commands[-1])
+        code, text = self._reply(conn, Stage.DATA)
+        if code == 354:
+            self._write(conn, Stage.DATA, _data_block(envelope.content), timeout=self.data_timeout)
+            code, text = self._reply(conn, Stage.DATA, timeout=self.data_timeout)
         reply = SmtpReply(code, _decode(text), Stage.DATA)
         if code == 421:
             raise _Abort(reply, drop_connection=True)
@@ -151,14 +189,42 @@ class SmtpTransport:
         if code != 250:
             self._reset()
 
+    def _start(self, conn: smtplib.SMTP, commands: list[bytes]) -> tuple[bool, tuple[int, bytes]]:
+        """Write MAIL (and, pipelined, everything up to DATA); return whether it was pipelined
+        and the reply to MAIL."""
+        pipelined = conn.has_extn("pipelining")
+        self._write(conn, Stage.MAIL, b"".join(commands) if pipelined else commands[0])
+        return pipelined, self._reply(conn, Stage.MAIL)
+
+    def _data_refused(self, conn: smtplib.SMTP) -> None:
+        """Read the reply to a pipelined DATA that should not go on (no MAIL, no recipient). A
+        server that says 354 all the same gets an empty message, which it must refuse."""
+        code, text = self._reply(conn, Stage.DATA)
+        if code == 354:
+            self._write(conn, Stage.DATA, b".\r\n")
+            code, text = self._reply(conn, Stage.DATA)
+        if code == 421:
+            raise _Abort(SmtpReply(code, _decode(text), Stage.DATA), drop_connection=True)
+
+    def _write(
+        self, conn: smtplib.SMTP, stage: Stage, data: bytes, *, timeout: float | None = None
+    ) -> None:
+        self._command(stage, lambda: conn.send(data), timeout=timeout)
+
+    def _reply(
+        self, conn: smtplib.SMTP, stage: Stage, *, timeout: float | None = None
+    ) -> tuple[int, bytes]:
+        return self._command(stage, conn.getreply, timeout=timeout)
+
     def _command(
         self,
         stage: Stage,
-        call: Callable[[], tuple[int, bytes]],
+        call: Callable[[], _T],
         *,
         timeout: float | None = None,
-    ) -> tuple[int, bytes | str]:
-        """Run one SMTP command under the phase timeout, bounded by the attempt's deadline."""
+    ) -> _T:
+        """Run one SMTP read or write under the phase timeout, bounded by the attempt's
+        deadline; a lost connection or a timeout ends the transaction."""
         assert self._conn is not None
         self._set_timeout(stage, timeout or self.timeout)
         try:
@@ -167,8 +233,6 @@ class SmtpTransport:
             reply = SmtpReply(
                 None, f"connection lost: {exc or 'server closed the connection'}", stage
             )
-        except smtplib.SMTPDataError as exc:  # data() raises this for a non-354 reply to DATA
-            return exc.smtp_code, exc.smtp_error
         except TimeoutError:
             reply = SmtpReply(None, "timed out waiting for the server", stage)
         except (smtplib.SMTPException, OSError) as exc:

@@ -1,5 +1,6 @@
 """A real SMTP server on loopback (aiosmtpd) whose replies a test can script.
 
+sink.script_mail("550 5.7.1 sender refused")                  # next MAIL FROM gets 550
 sink.script_rcpt("ann@example.com", "451 4.3.0 try later")   # next RCPT for ann gets 451
 sink.script_data(DROP)                                         # next DATA: connection dropped
 sink.wait_for(1)                                               # block until 1 message arrived
@@ -51,6 +52,9 @@ class ScriptedHandler:
         self.received: list[Received] = []
         self.connections = 0
         self.delay_seconds = 0.0
+        # Offer PIPELINING (RFC 2920) in the EHLO reply, as production relays do.
+        self.pipelining = True
+        self._mail_script: deque[str] = deque()
         self._rcpt_script: dict[str, deque[str]] = {}
         self._data_script: deque[str] = deque()
         # Per recipient domain: transactions in DATA right now, and the most there ever were.
@@ -69,12 +73,18 @@ class ScriptedHandler:
             self.received.clear()
             self.connections = 0
             self.delay_seconds = 0.0
+            self.pipelining = True
+            self._mail_script.clear()
             self._rcpt_script.clear()
             self._data_script.clear()
             self._in_flight.clear()
             self.max_in_flight.clear()
             self._faults = ()
             self.faults_injected.clear()
+
+    def script_mail(self, *replies: str) -> None:
+        with self._lock:
+            self._mail_script.extend(replies)
 
     def script_rcpt(self, address: str, *replies: str) -> None:
         with self._lock:
@@ -134,6 +144,8 @@ class ScriptedHandler:
             session.refused = True  # HELO, the client's fallback, is refused too
             return ["421 4.3.2 service not available, try later"]
         session.host_name = hostname
+        if self.pipelining:  # before the last line, "250 HELP"
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_HELO(self, server, session, envelope, hostname):
@@ -143,6 +155,10 @@ class ScriptedHandler:
         return f"250 {server.hostname}"
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self._lock:
+            reply = self._mail_script.popleft() if self._mail_script else None
+        if reply is not None:
+            return reply
         envelope.fault = self._pick_fault(at_connect=False)
         if envelope.fault == MAIL_421:
             # Closed once the reply is written (it is, before this loop runs anything else).
