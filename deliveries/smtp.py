@@ -153,9 +153,12 @@ class SmtpTransport:
             if code == 421:
                 raise _Abort(mail, drop_connection=True)
             if pipelined:  # the RCPTs and DATA were sent too: read their replies
-                for _ in envelope.recipients:
-                    self._reply(conn, Stage.RCPT)
-                self._data_refused(conn)
+                try:
+                    for _ in envelope.recipients:
+                        self._reply(conn, Stage.RCPT)
+                    self._data_refused(conn)
+                except _Abort:  # the refusal of MAIL is still what decides
+                    raise _Abort(mail, drop_connection=True) from None
             raise _Abort(mail, drop_connection=False)
 
         accepted = []

@@ -123,11 +123,14 @@ def test_a_refused_mail_from_is_every_recipients_reply_and_the_connection_goes_o
 
 class WaitingServer:
     """Offers PIPELINING, then answers nothing until MAIL, RCPT and DATA have all arrived: a
-    client that waits for the reply to MAIL before it sends RCPT times out here."""
+    client that waits for the reply to MAIL before it sends RCPT times out here. Then it sends
+    ``answers``; if they end in 354 it reads the message, else it closes the connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, answers: bytes = b"250 OK\r\n250 OK\r\n354 go on\r\n") -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
+        self.answers = answers
+        self.commands: list[bytes] = []
         self.received = b""
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -138,38 +141,44 @@ class WaitingServer:
             conn.sendall(b"220 waiting ESMTP\r\n")
             lines.readline()  # EHLO
             conn.sendall(b"250-waiting\r\n250 PIPELINING\r\n")
-            commands = [lines.readline() for _ in range(3)]  # MAIL, RCPT, DATA: no reply yet
-            conn.sendall(b"250 OK\r\n250 OK\r\n354 go on\r\n")
+            self.commands = [lines.readline() for _ in range(3)]  # MAIL, RCPT, DATA: no reply
+            conn.sendall(self.answers)
+            if not self.answers.rstrip().rsplit(b"\r\n", 1)[-1].startswith(b"354"):
+                return
             while (line := lines.readline()) not in (b".\r\n", b""):
                 self.received += line
             conn.sendall(b"250 2.0.0 queued\r\n")
-            self.commands = commands
             lines.readline()  # QUIT
             conn.sendall(b"221 bye\r\n")
 
-    def close(self) -> None:
-        self._listener.close()
-        self._thread.join(5)
+    def send(self, content: bytes = b"Subject: x\r\n\r\nhi\r\n"):
+        transport = SmtpTransport(
+            parse_smtp_url("test", f"smtp://127.0.0.1:{self.port}"), timeout=2, data_timeout=2
+        )
+        try:
+            return send(transport, "ann@example.com", content=content)
+        finally:
+            transport.close()
+            self._listener.close()
+            self._thread.join(5)
 
 
 def test_with_a_server_that_offers_it_the_commands_up_to_data_go_out_in_one_write():
     server = WaitingServer()
-    transport = SmtpTransport(
-        parse_smtp_url("test", f"smtp://127.0.0.1:{server.port}"), timeout=2, data_timeout=2
-    )
-    try:
-        replies = send(transport, "ann@example.com", content=b"Subject: x\r\n\r\nhi\r\n")
-    finally:
-        transport.close()
-        server.close()
 
-    assert replies == {"ann@example.com": (250, Stage.DATA)}
+    assert server.send() == {"ann@example.com": (250, Stage.DATA)}
     assert server.commands == [
         b"MAIL FROM:<bounce@shop.test>\r\n",
         b"RCPT TO:<ann@example.com>\r\n",
         b"DATA\r\n",
     ]
     assert server.received == b"Subject: x\r\n\r\nhi\r\n"
+
+
+def test_a_refused_mail_from_decides_even_when_the_server_hangs_up_after_it():
+    server = WaitingServer(answers=b"550 5.7.1 sender refused\r\n")
+
+    assert server.send() == {"ann@example.com": (550, Stage.MAIL)}
 
 
 def test_replies_keep_their_text(sink, transport):
