@@ -460,12 +460,19 @@ def _readable_text(message: Message) -> str:
         if part.get_content_type() == "text/plain" and not part.is_multipart():
             raw = part.get_payload(decode=True)
             if isinstance(raw, bytes):
-                charset = part.get_content_charset() or "utf-8"
-                try:
-                    return raw[:65536].decode(charset, "replace")
-                except LookupError:  # a charset Python does not know
-                    return raw[:65536].decode("utf-8", "replace")
+                return _text_in_charset(raw[:65536], part)
     return ""
+
+
+def _text_in_charset(raw: bytes, part: Message) -> str:
+    """``raw`` decoded in the charset ``part`` names, or as UTF-8 where it names none that
+    decodes text: unknown to Python (LookupError), a bytes-to-bytes codec such as ``base64``
+    (LookupError too), a codec that takes no "replace" such as ``idna``, or a name holding a NUL
+    (ValueError, also raised by ``get_content_charset`` for an RFC 2231 one)."""
+    try:
+        return raw.decode(part.get_content_charset() or "utf-8", "replace")
+    except (LookupError, ValueError):  # UnicodeError is a ValueError
+        return raw.decode("utf-8", "replace")
 
 
 def _paragraph_about(text: str, address: str) -> str:
@@ -547,4 +554,5 @@ def clean_text(value: str, limit: int = _MAX_FIELD) -> str:
             chars.append(" ")
         else:
             chars.append(char)
-    return " ".join("".join(chars).split())[:limit]
+    # The cut comes after the join, so it may end on a space.
+    return " ".join("".join(chars).split())[:limit].rstrip()

@@ -163,13 +163,23 @@ def address_field(name: str, value: str, *, names: Iterable[str]) -> bytes:
 
 #: RFC 5322's specials: a display name holding one must be quoted.
 _SPECIALS = frozenset('()<>[]:;@\\,."')
+#: The longest ASCII name whose quoted form always fits on a folded line of its own (a space,
+#: the quotes and every character escaped: 1 + 2 + 2 * 37 = 77 of 78), which the library then
+#: writes whole; 38 quotes in a row are split.
+_LONGEST_WHOLE_QUOTED_NAME = (_MAX_LINE_LENGTH - 3) // 2
 
 
 def display_name_may_misfold(name: str) -> bool:
     """Whether the library could write this display name so that it reads back otherwise (or
-    fail on it): only a name with an encoded word, or non-ASCII with specials, has been seen to.
+    fail on it): only a name with an encoded word, non-ASCII with specials, or ASCII with specials
+    too long for its quoted form to fit on a line has been seen to (the library splits that
+    quoted string and drops its quotes: ``"Ann, evil@evil.test ..."`` reads as two addresses).
     The property tests build arbitrary names to hold this to account."""
-    return "=?" in name or (not name.isascii() and not _SPECIALS.isdisjoint(name))
+    if "=?" in name:
+        return True
+    if _SPECIALS.isdisjoint(name):
+        return False
+    return not name.isascii() or len(name) > _LONGEST_WHOLE_QUOTED_NAME
 
 
 def unstructured_may_misfold(value: str) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import astuple, fields
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from api.bounces import report_deliveries
@@ -24,6 +24,7 @@ from api.reports import (
     FeedbackReport,
     OriginalMessage,
     RecipientStatus,
+    clean_text,
     parse_reports,
 )
 from deliveries.tokens import delivery_token
@@ -272,6 +273,24 @@ hostile_bytes = st.one_of(
     ),
     cut=st.one_of(st.none(), st.integers(min_value=0, max_value=10_000)),
 )
+# Found with random seeds: a NUL in the charset of a plain-text bounce (decoding in it raised
+# ValueError); a diagnostic cut at MAX_TEXT right after a space (it ended in that space).
+@example(name="gmail_plain_legacy", edits=[(320, b"\x00")], cut=None)
+@example(
+    name="exim_plain",
+    edits=[
+        (
+            54,
+            b"\nContent-Transfer-Encoding: base64\n\nContent-Transfer-Encoding: quoted-printable"
+            b"\n\nContent-Type: message/rfc822\n",
+        ),
+        (4951, b"--"),
+        (886, b"--"),
+        (457, b"\nContent-Type: message/feedback-report\n"),
+        (303, b"begin 644 x\n"),
+    ],
+    cut=1126,
+)
 def test_mutated_and_truncated_samples_never_raise_and_give_clean_strings(name, edits, cut):
     failures = Recorder()
     logger = logging.getLogger("api.reports")
@@ -282,6 +301,34 @@ def test_mutated_and_truncated_samples_never_raise_and_give_clean_strings(name, 
         logger.removeHandler(failures)
     assert_well_formed(reports)
     assert not failures.records, "the parser failed inside and dropped the message"
+
+
+@pytest.mark.parametrize(
+    "param",
+    [
+        b"charset=ISO-8859-1\x00",  # a NUL: ValueError from decode()
+        b"charset*=us-ascii''ISO%00-8859-1",  # the same in RFC 2231's form
+        b"charset*=x%00''ISO-8859-1",  # in RFC 2231's own charset: get_content_charset() raises
+        b"charset=idna",  # a codec that takes no "replace": UnicodeError
+        b"charset=base64",  # bytes to bytes, no text encoding: LookupError
+        b"charset=no-such-charset",  # LookupError
+    ],
+)
+def test_a_plain_text_bounce_in_a_charset_that_decodes_no_text_is_read_as_utf8(param, caplog):
+    data = sample("gmail_plain_legacy")
+    named = data.replace(b"charset=ISO-8859-1", param)
+    assert named != data
+
+    with caplog.at_level(logging.WARNING, logger="api.reports"):
+        reports = parse_reports(named)
+
+    assert reports == parse_reports(data) != []
+    assert not caplog.records
+
+
+def test_clean_text_cut_at_its_limit_does_not_end_in_a_space():
+    assert clean_text("word " * 300, 1000) == " ".join(["word"] * 200)
+    assert clean_text("a  b", 2) == "a"
 
 
 class Recorder(logging.Handler):

@@ -154,6 +154,27 @@ def test_leading_and_trailing_whitespace_of_the_subject_and_body_is_kept():
             {"to": {0: ["surrogate_characters_not_allowed"]}},
             id="lone surrogate in a display name",
         ),
+        # Display names the library would write so that they read back otherwise.
+        pytest.param(
+            message_payload(to=['"' + "x" * 70 + ', evil@evil.test" <ann@example.com>']),
+            {"to": {0: ["unwritable_header"]}},
+            id="quoted display name too long for a line (its quotes would be dropped)",
+        ),
+        pytest.param(
+            message_payload(**{"from": '"' + "x" * 70 + ', evil@evil.test" <no-reply@shop.test>'}),
+            {"from": ["unwritable_header"]},
+            id="quoted sender name too long for a line",
+        ),
+        pytest.param(
+            message_payload(to=['"\\"\\" ü" <ann@example.com>']),
+            {"to": {0: ["unwritable_header"]}},
+            id="display name whose quotes would stay outside the encoded word",
+        ),
+        pytest.param(
+            message_payload(to=['"wordü =?utf-8?q?x?=" <ann@example.com>']),
+            {"to": {0: ["unwritable_header"]}},
+            id="display name with a literal encoded word a reader would decode",
+        ),
         pytest.param(
             message_payload(subject="Hi\r\nBcc: x@y.zz"),
             {"subject": ["line_break"]},
