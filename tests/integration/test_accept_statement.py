@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from accounts.models import Client
 from accounts.services import client_get_or_create
 from deliveries.models import Attachment, Delivery, Event, Message
 from deliveries.services import (
@@ -73,7 +74,8 @@ def _draft(**fields) -> MessageDraft:
 def _orm_copy(message: Message) -> dict[str, list[dict]]:
     """Save, through the ORM, the same message, deliveries, attachments and events again: the
     events from the values they were written from, so that the statement's constants meet the
-    model's defaults; the rest as read back, so that every value meets the ORM's round trip."""
+    model's defaults (and its `fanned_out` the rule: already, unless the client wants events);
+    the rest as read back, so that every value meets the ORM's round trip."""
     copy = Message.objects.get(pk=message.pk)
     copy.pk = None
     copy.id = copy._meta.pk.get_default()
@@ -93,6 +95,7 @@ def _orm_copy(message: Message) -> dict[str, list[dict]]:
                 next_attempt_at=event.next_attempt_at,
                 created_at=event.created_at,
                 test_mode=event.test_mode,
+                fanned_out=not event.client.wants_events,
             )
     for part in Attachment.objects.filter(message=message):
         part.pk, part.message = None, copy
@@ -135,9 +138,11 @@ def _stored(message: Message) -> dict[str, list[dict]]:
     ids=["queued", "scheduled", "one-suppressed"],
 )
 @pytest.mark.parametrize("test_mode", [False, True], ids=["live", "test-mode"])
+@pytest.mark.parametrize("wants_events", [False, True], ids=["no webhooks", "webhooks"])
 @pytest.mark.django_db(transaction=True)
-def test_rows_are_what_the_orm_saves(fields, way, test_mode):
+def test_rows_are_what_the_orm_saves(fields, way, test_mode, wants_events):
     client = client_get_or_create(name="acme")
+    Client.objects.filter(id=client.id).update(wants_events=wants_events)
     suppression_add(client_id=client.id, address="gone@example.com", reason="hard_bounce")
 
     [message] = messages_accept(client=client, drafts=[_draft(**fields)], test_mode=test_mode)
@@ -147,6 +152,7 @@ def test_rows_are_what_the_orm_saves(fields, way, test_mode):
     assert len(ours["deliveries"]) == len(ours["events"]) > 0
     assert ours["message"][0]["test_mode"] is test_mode
     assert {event["test_mode"] for event in ours["events"]} == {test_mode}
+    assert {event["fanned_out"] for event in ours["events"]} == {not wants_events}
     assert ours["attachments"][0]["content"] == b"\x00%PDF\\x\t\n"
     draft = _draft()
     stored = ours["message"][0]
