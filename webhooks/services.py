@@ -472,6 +472,7 @@ def _attempt_record(
             task_id=task_id,
         )
         notifications = Notification.objects.filter(id__in=batch.notification_ids)
+        was_enabled = endpoint.enabled
         if result.succeeded:
             notifications.update(
                 attempts=F("attempts") + 1,
@@ -486,6 +487,8 @@ def _attempt_record(
         if ours and not result.succeeded:
             endpoint.claim, endpoint.claimed_until = None, None
         endpoint.save(update_fields=_HEALTH_FIELDS)
+        if was_enabled and not endpoint.enabled:  # disabled by this failure
+            _client_wants_events_recount(client_id=endpoint.client_id)
         return result.succeeded and ours
 
 

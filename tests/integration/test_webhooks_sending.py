@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
+from accounts.models import Client
 from deliveries.models import Delivery, Event
 from deliveries.services import MessageDraft, Recipient, deliveries_transition, messages_accept
 from deliveries.states import DeliveryStatus
@@ -249,7 +250,10 @@ def test_an_endpoint_failing_for_longer_than_the_limit_is_disabled_with_the_reas
     assert "Disabled automatically" in endpoint.disabled_reason
     assert "all 12 requests" in endpoint.disabled_reason
     assert "HTTP 500" in endpoint.disabled_reason
-    accept(acme, "bob@example.com")
+    # Its client has no other endpoint: its events are written already fanned out again.
+    assert Client.objects.get(id=acme.client.id).wants_events is False
+    [later] = accept(acme, "bob@example.com")
+    assert Event.objects.get(message_id=later).fanned_out is True
     fan_out()
     assert Notification.objects.filter(endpoint=endpoint).count() == 1  # nothing new for it
     assert endpoints_dispatch() == 0
