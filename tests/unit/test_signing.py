@@ -6,6 +6,8 @@ instead of unsent."""
 from __future__ import annotations
 
 import logging
+import time
+from types import SimpleNamespace
 
 import dkim
 import pytest
@@ -127,6 +129,9 @@ def test_rsa_signatures_made_through_openssl_are_dkimpy_s_own_bytes(monkeypatch)
     v1.5 is deterministic, so the DKIM-Signature must come out byte for byte the same."""
     signer, record = signer_and_record(keys.RSA_SHA256)
     assert dkim.RSASSA_PKCS1_v1_5_sign is signing.rsa_pkcs1v15_sign
+    # The same `t=` for both: the two signatures could otherwise straddle a second.
+    now = time.time()
+    monkeypatch.setattr(dkim, "time", SimpleNamespace(time=lambda: now))
 
     through_openssl = signer.sign(MESSAGE)
     monkeypatch.setattr(dkim, "RSASSA_PKCS1_v1_5_sign", signing._pure_python_rsa_sign)
