@@ -13,6 +13,13 @@ from pathlib import Path
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
+def offering_pipelining(responses: list[str]) -> list[str]:
+    """aiosmtpd's EHLO reply lines with PIPELINING (RFC 2920) offered, as production relays do
+    (aiosmtpd reads commands in order however they arrive): Mailhub's workers then send MAIL,
+    RCPT and DATA in one write. The last line, "250 HELP", stays last."""
+    return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 class CaptureHandler:
     """aiosmtpd handler writing one file per SMTP transaction, envelope first."""
 
@@ -23,11 +30,8 @@ class CaptureHandler:
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
     ) -> list[str]:
-        """aiosmtpd's EHLO reply with PIPELINING offered, as production relays do (aiosmtpd reads
-        commands in order however they arrive): Mailhub's workers then send MAIL, RCPT and DATA
-        in one write."""
         session.host_name = hostname
-        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return offering_pipelining(responses)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")

@@ -17,8 +17,9 @@ from django.db import close_old_connections, connection, transaction
 from accounts.models import Client
 from deliveries.models import Event, Message
 from deliveries.policy import SmtpReply, Stage
-from deliveries.services import MessageDraft, Recipient, deliveries_send, messages_accept
+from deliveries.services import deliveries_send
 from deliveries.smtp import Envelope
+from tests.integration.test_webhooks_sending import accept
 from webhooks.models import Endpoint, Notification
 from webhooks.services import (
     endpoint_create,
@@ -51,17 +52,8 @@ class Delivering:
         pass
 
 
-def accept_and_deliver(client: Client, *addresses: str) -> list[uuid.UUID]:
-    drafts = [
-        MessageDraft(
-            sender="no-reply@shop.test",
-            recipients=[Recipient(address=address)],
-            subject="hi",
-            text="hi",
-        )
-        for address in addresses
-    ]
-    ids = [message.id for message in messages_accept(client=client, drafts=drafts)]
+def accept_and_deliver(actor, *addresses: str) -> list[uuid.UUID]:
+    ids = accept(actor, *addresses)
     deliveries_send(message_ids=ids, task_id="t", worker="w", transport=Delivering())
     return ids
 
@@ -77,8 +69,8 @@ def wants_events(client: Client) -> bool:
 def test_only_the_events_of_a_client_with_an_endpoint_wait_for_the_fan_out(acme, globex):
     endpoint, _ = endpoint_create(client=acme.client, url=HOOK)
 
-    accept_and_deliver(acme.client, "ann@example.com")
-    accept_and_deliver(globex.client, "eve@example.com")
+    accept_and_deliver(acme, "ann@example.com")
+    accept_and_deliver(globex, "eve@example.com")
 
     assert Message.objects.filter(status="delivered").count() == 2
     # Accept and settle both write events: only acme's wait for the fan-out.
@@ -104,7 +96,7 @@ def test_the_flag_follows_the_clients_enabled_endpoints(acme):
 
     endpoint_enable(endpoint=first)
     assert wants_events(acme.client)
-    accept_and_deliver(acme.client, "ann@example.com")
+    accept_and_deliver(acme, "ann@example.com")
     assert written(acme.client) == {("accepted", False), ("delivered", False)}
 
 

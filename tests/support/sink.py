@@ -24,6 +24,8 @@ from email.policy import default as default_policy
 
 from aiosmtpd.controller import Controller
 
+from deliveries.capture import offering_pipelining
+
 DROP = "drop the connection"
 HANG = "say nothing for longer than the client waits"
 HANG_SECONDS = 3.0
@@ -144,9 +146,7 @@ class ScriptedHandler:
             session.refused = True  # HELO, the client's fallback, is refused too
             return ["421 4.3.2 service not available, try later"]
         session.host_name = hostname
-        if self.pipelining:  # before the last line, "250 HELP"
-            return [*responses[:-1], "250-PIPELINING", responses[-1]]
-        return responses
+        return offering_pipelining(responses) if self.pipelining else responses
 
     async def handle_HELO(self, server, session, envelope, hostname):
         if getattr(session, "refused", False):
