@@ -56,6 +56,17 @@ class _Abort(Exception):
         self.drop_connection = drop_connection
 
 
+def _envelope_command(command: bytes, address: str) -> bytes:
+    """``MAIL FROM:<address>`` or ``RCPT TO:<address>``, ended by CRLF. The address goes out as
+    it is: the worker sends only printable ASCII without spaces (sending._envelope_problem), and
+    smtplib's mail() and rcpt() would parse it again for nothing. A line break is refused here
+    all the same, as smtplib's putcmd refuses it, so that no caller can add a command; so is
+    anything but ASCII (UnicodeEncodeError, a ValueError too)."""
+    if "\r" in address or "\n" in address:
+        raise ValueError(f"an envelope address holds a line break: {address!r}")
+    return b"%s:<%s>\r\n" % (command, address.encode("ascii"))
+
+
 def _data_block(content: bytes) -> bytes:
     """The message as it follows DATA: lines starting with a dot doubled, ended by CRLF.CRLF
     (what smtplib's ``data()`` sends)."""
@@ -129,13 +140,10 @@ class SmtpTransport:
         DATA go out in one write and their replies are read after it, two round trips per
         message instead of three plus one per recipient; the replies mean the same either way."""
         commands = [
-            b"MAIL FROM:<%s>\r\n" % envelope.sender.encode("ascii"),
-            *(b"RCPT TO:<%s>\r\n" % address.encode("ascii") for address in envelope.recipients),
+            _envelope_command(b"MAIL FROM", envelope.sender),
+            *(_envelope_command(b"RCPT TO", address) for address in envelope.recipients),
             b"DATA\r\n",
         ]
-        # The addresses go out as they are: the worker sends only printable ASCII without spaces
-        # (see sending._envelope_problem), and smtplib's mail() and rcpt() would parse them
-        # again for nothing.
         conn, reused = self._connection()
         try:
             pipelined, (code, text) = self._start(conn, commands)

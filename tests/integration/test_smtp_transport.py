@@ -121,6 +121,20 @@ def test_a_refused_mail_from_is_every_recipients_reply_and_the_connection_goes_o
     assert sink.connections == 1
 
 
+@pytest.mark.parametrize(
+    "recipient",
+    ["ann@example.com>\r\nRCPT TO:<evil@evil.test", "ann@example.com>\nRCPT TO:<evil@evil.test"],
+    ids=["CRLF", "LF"],
+)
+def test_an_envelope_address_with_a_line_break_never_becomes_a_command(sink, transport, recipient):
+    with pytest.raises(ValueError, match="line break"):
+        send(transport, recipient)
+
+    assert send(transport, "bob@example.com") == {"bob@example.com": (250, Stage.DATA)}
+    assert [m.rcpt_tos for m in sink.wait_for(1)] == [("bob@example.com",)]
+    assert "evil@evil.test" not in sink.addresses_received()
+
+
 class WaitingServer:
     """Offers PIPELINING, then answers nothing until MAIL, RCPT and DATA have all arrived: a
     client that waits for the reply to MAIL before it sends RCPT times out here. Then it sends
